@@ -1,0 +1,404 @@
+"""Stories in, uint16 token memmaps out; random training windows back.
+
+``prepare_dataset`` turns a source of stories into a folder holding
+
+* ``train.bin`` and ``validation.bin``: every story's GPT-2 token ids followed by
+  ``<|endoftext|>``, one after another, as raw little-endian uint16 (2 bytes a token: the
+  50,257 ids fit under 65,536, and half the bytes of int32);
+* ``meta.json``: where the tokens came from and how many there are.
+
+Sources: ``"tinystories"`` (the real dataset from the Hugging Face hub, as the original
+script did), ``"synthetic"`` (the built-in generator in :mod:`slm_helpers.stories`, no
+internet needed) or a local ``.txt`` / ``.jsonl`` / ``.parquet`` file or folder.
+
+Preparing streams: stories are tokenized in parallel on all cores, chunk by chunk, and
+appended to the file, so memory stays flat however large the corpus is. It is idempotent
+(a complete dataset is reused) and atomic (files are written under temporary names and
+``meta.json``, written last, marks a dataset complete).
+
+Run ``python -m slm_helpers.data --help`` for the same from a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slm_helpers.stories import generate_stories, is_validation_story
+from slm_helpers.tokenizer import get_tokenizer
+
+SPLITS = ("train", "validation")
+TOKEN_DTYPE = np.uint16
+META_FILE = "meta.json"
+FORMAT_VERSION = 1
+CHUNK_STORIES = 512  # stories a worker tokenizes per task
+LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
+EOT_TEXT = "<|endoftext|>"
+
+
+class DataError(ValueError):
+    """Bad input for preparing or reading a dataset; the message says what is wrong."""
+
+
+@dataclass
+class SplitInfo:
+    file: str
+    tokens: int
+    stories: int
+
+
+@dataclass
+class DatasetInfo:
+    """What a prepared dataset folder holds (the content of its ``meta.json``)."""
+
+    source: str
+    source_options: dict
+    tokenizer: str
+    n_vocab: int
+    eot_token: int
+    dtype: str
+    splits: dict[str, SplitInfo]
+    format_version: int = FORMAT_VERSION
+    path: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        lines = [f"dataset from {self.source!r} ({self.tokenizer}, {self.dtype}):"]
+        for name, split in self.splits.items():
+            megabytes = split.tokens * np.dtype(self.dtype).itemsize / 1e6
+            lines.append(f"  {split.file:<15} {split.stories:>10,} stories {split.tokens:>13,} tokens {megabytes:>9.2f} MB")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _synthetic_source(train_stories: int, validation_stories: int, seed: int) -> dict[str, Iterable[str]]:
+    return {
+        "train": generate_stories(train_stories, "train", seed),
+        "validation": generate_stories(validation_stories, "validation", seed),
+    }
+
+
+def _tinystories_source(max_stories: int | None) -> dict[str, Iterable[str]]:
+    try:
+        import datasets
+
+        hub = {split: datasets.load_dataset("roneneldan/TinyStories", split=split) for split in SPLITS}
+    except Exception as error:
+        raise DataError(
+            f"Could not load roneneldan/TinyStories from the Hugging Face hub ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200] if str(error) else ''}).\n"
+            "Without internet, use one of the other two sources:\n"
+            "  * source='synthetic': the built-in generator of TinyStories-style stories;\n"
+            "  * a local path: TinyStories files you downloaded yourself (.txt with stories separated by "
+            "<|endoftext|>, .jsonl or .parquet with a 'text' field; a folder with files named *train* and *valid*)."
+        ) from None
+
+    def texts(split: str) -> Iterator[str]:
+        for batch in hub[split].iter(batch_size=1000):
+            yield from batch["text"]
+
+    return {split: itertools.islice(texts(split), max_stories) for split in SPLITS}
+
+
+def _read_local_file(path: Path) -> Iterator[str]:
+    if path.suffix == ".txt":
+        with open(path, encoding="utf-8") as f:
+            pending = ""
+            while block := f.read(1 << 22):
+                pieces = (pending + block).split(EOT_TEXT)
+                pending = pieces.pop()
+                yield from (p.strip() for p in pieces)
+            yield pending.strip()
+    elif path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for line_number, line in enumerate(f, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    if "text" not in record:
+                        raise DataError(f"{path}:{line_number} has no 'text' field (fields: {sorted(record)})")
+                    yield record["text"]
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path)
+        if "text" not in table.schema_arrow.names:
+            raise DataError(f"{path} has no 'text' column (columns: {table.schema_arrow.names})")
+        for batch in table.iter_batches(batch_size=1000, columns=["text"]):
+            yield from batch.column("text").to_pylist()
+    else:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
+
+
+def _non_empty(texts: Iterable[str]) -> Iterator[str]:
+    return (t for t in texts if t and t.strip())
+
+
+def _local_source(path: Path) -> dict[str, Iterable[str]]:
+    if path.is_file():
+        # One file: hold out a share of stories by a hash of their text (as the generator does).
+        return {
+            "train": (t for t in _non_empty(_read_local_file(path)) if not is_validation_story(t)),
+            "validation": (t for t in _non_empty(_read_local_file(path)) if is_validation_story(t)),
+        }
+    files = sorted(p for p in path.iterdir() if p.suffix in LOCAL_SUFFIXES)
+    validation = [p for p in files if "valid" in p.name.lower()]
+    train = [p for p in files if p not in validation]
+    if not train or not validation:
+        raise DataError(
+            f"{path} should hold files of both splits: names containing 'valid' for validation, the others for train "
+            f"(found {[p.name for p in files]})"
+        )
+    return {
+        "train": _non_empty(itertools.chain.from_iterable(map(_read_local_file, train))),
+        "validation": _non_empty(itertools.chain.from_iterable(map(_read_local_file, validation))),
+    }
+
+
+def open_source(source: str | os.PathLike, **options) -> dict[str, Iterable[str]]:
+    """The stories of each split, as lazy iterables of strings.
+
+    ``source`` is ``"synthetic"`` (options: ``train_stories``, ``validation_stories``, ``seed``),
+    ``"tinystories"`` (option: ``max_stories`` per split, ``None`` for all) or a local path.
+    """
+    if source == "synthetic":
+        return _synthetic_source(options.get("train_stories", 20_000), options.get("validation_stories", 1_000), options.get("seed", 0))
+    if source == "tinystories":
+        return _tinystories_source(options.get("max_stories"))
+    path = Path(source).expanduser()
+    if path.exists():
+        return _local_source(path)
+    raise DataError(f"Unknown source {str(source)!r}: use 'synthetic', 'tinystories' or the path of a local file or folder.")
+
+
+# ----------------------------------------------------------------------------- tokenizing
+
+
+def _tokenize_chunk(stories: list[str]) -> tuple[np.ndarray, int]:
+    """Token ids of ``stories``, each followed by <|endoftext|>, as one uint16 array.
+
+    Lives at module level so worker processes can import it (spawn cannot pickle a
+    function defined in a notebook cell)."""
+    tokenizer = get_tokenizer()
+    ids: list[int] = []
+    for story in stories:
+        ids.extend(tokenizer.encode_ordinary(story))
+        ids.append(tokenizer.eot_token)
+    return np.asarray(ids, dtype=TOKEN_DTYPE), len(stories)
+
+
+def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _progress(desc: str, total: int | None, disable: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, total=total, unit=" stories", unit_scale=True, disable=disable, mininterval=0.5)
+
+
+def _write_split(texts: Iterable[str], path: Path, pool, progress) -> SplitInfo:
+    tokens = stories = 0
+    chunks = _chunks(texts, CHUNK_STORIES)
+    results = pool.imap(_tokenize_chunk, chunks) if pool is not None else map(_tokenize_chunk, chunks)
+    with open(path, "wb") as f:
+        for ids, n in results:
+            f.write(ids.tobytes())
+            tokens += len(ids)
+            stories += n
+            progress.update(n)
+    return SplitInfo(file=path.name.removesuffix(".tmp"), tokens=tokens, stories=stories)
+
+
+def _check_tokenizer_fits():
+    tokenizer = get_tokenizer()
+    if tokenizer.n_vocab > np.iinfo(TOKEN_DTYPE).max + 1:
+        raise DataError(
+            f"The tokenizer has {tokenizer.n_vocab:,} ids, more than {np.dtype(TOKEN_DTYPE).name} can hold "
+            f"({np.iinfo(TOKEN_DTYPE).max + 1:,}); store tokens as uint32 for such a vocabulary."
+        )
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------- preparing
+
+
+def read_info(data_dir: str | os.PathLike) -> DatasetInfo | None:
+    """The dataset described by ``data_dir/meta.json``, or ``None`` if there is no complete one."""
+    meta_path = Path(data_dir) / META_FILE
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    meta["splits"] = {name: SplitInfo(**split) for name, split in meta["splits"].items()}
+    return DatasetInfo(**meta, path=str(Path(data_dir)))
+
+
+def prepare_dataset(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    num_workers: int | None = None,
+    progress: bool = True,
+    **source_options,
+) -> DatasetInfo:
+    """Tokenize ``source`` into ``out_dir/{train,validation}.bin`` and ``meta.json``.
+
+    Reuses a complete dataset already in ``out_dir`` made from the same source and options
+    (``overwrite=True`` redoes it). ``num_workers`` processes tokenize in parallel (default:
+    all cores). See :func:`open_source` for the options each source takes.
+    """
+    out_dir = Path(out_dir)
+    source_name = source if source in ("synthetic", "tinystories") else str(Path(source).expanduser().resolve())
+    existing = read_info(out_dir)
+    if existing is not None and not overwrite:
+        if existing.source == source_name and existing.source_options == source_options:
+            return existing
+        raise DataError(
+            f"{out_dir} already holds a dataset from {existing.source!r} with {existing.source_options}; "
+            f"pass overwrite=True (--overwrite) to replace it, or choose another folder."
+        )
+    tokenizer = _check_tokenizer_fits()
+    texts = open_source(source, **source_options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / META_FILE).unlink(missing_ok=True)  # from now on the folder is incomplete
+
+    workers = num_workers or os.cpu_count() or 1
+    pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+    try:
+        splits = {}
+        for split in SPLITS:
+            expected = source_options.get(f"{split}_stories") if source == "synthetic" else None
+            with _progress(f"tokenizing {split}", expected, disable=not progress) as bar:
+                splits[split] = _write_split(texts[split], out_dir / f"{split}.bin.tmp", pool, bar)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    for split, info in splits.items():
+        if info.tokens == 0:
+            raise DataError(f"The {split} split of {source_name!r} holds no stories: nothing to train or evaluate on.")
+    for split in SPLITS:
+        os.replace(out_dir / f"{split}.bin.tmp", out_dir / f"{split}.bin")
+
+    info = DatasetInfo(
+        source=source_name,
+        source_options=source_options,
+        tokenizer=tokenizer.name,
+        n_vocab=tokenizer.n_vocab,
+        eot_token=tokenizer.eot_token,
+        dtype=np.dtype(TOKEN_DTYPE).name,
+        splits=splits,
+        path=str(out_dir),
+    )
+    meta = {k: v for k, v in asdict(info).items() if k != "path"}
+    (out_dir / f"{META_FILE}.tmp").write_text(json.dumps(meta, indent=2))
+    os.replace(out_dir / f"{META_FILE}.tmp", out_dir / META_FILE)
+    return info
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def load_tokens(data_dir: str | os.PathLike, split: str) -> np.memmap:
+    """The tokens of ``split`` as a read-only uint16 memmap (nothing is read into RAM yet)."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, not {split!r}")
+    data_dir = Path(data_dir)
+    info = read_info(data_dir)
+    if info is None:
+        raise DataError(
+            f"{data_dir} holds no complete dataset (no {META_FILE}). Prepare one first, e.g. "
+            f"slm_helpers.data.prepare_dataset('synthetic', '{data_dir}') or notebook 01."
+        )
+    path = data_dir / info.splits[split].file
+    size = path.stat().st_size
+    itemsize = np.dtype(info.dtype).itemsize
+    if size % itemsize:
+        raise DataError(f"{path} is {size:,} bytes, not a whole number of {itemsize}-byte tokens: the file is damaged.")
+    if size // itemsize != info.splits[split].tokens:
+        raise DataError(
+            f"{path} holds {size // itemsize:,} tokens but {META_FILE} says {info.splits[split].tokens:,}: "
+            "prepare the dataset again with overwrite=True."
+        )
+    return np.memmap(path, dtype=info.dtype, mode="r")
+
+
+def get_batch(
+    data_dir: str | os.PathLike,
+    split: str,
+    batch_size: int,
+    block_size: int,
+    device: str = "cpu",
+    generator=None,
+):
+    """``batch_size`` random windows of ``block_size`` tokens from ``split``.
+
+    Returns ``(x, y)``, int64 tensors of shape ``(batch_size, block_size)`` where ``y`` is
+    ``x`` shifted left by one: at every position the model learns to predict the next token.
+    The memmap is opened anew for every batch; a long-lived one indexed at random grows the
+    process's resident memory over a long run (nanoGPT #287). ``generator`` (a
+    ``torch.Generator``) makes the draw reproducible.
+    """
+    import torch
+
+    tokens = load_tokens(data_dir, split)
+    if len(tokens) <= block_size:
+        raise DataError(
+            f"The {split} split holds {len(tokens):,} tokens, too few for windows of block_size={block_size} "
+            f"(it needs at least {block_size + 1:,}). Prepare more stories or use a smaller block_size."
+        )
+    starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)
+    windows = np.stack([tokens[i : i + block_size + 1] for i in starts.tolist()]).astype(np.int64)
+    batch = torch.from_numpy(windows)
+    x, y = batch[:, :-1], batch[:, 1:]
+    if str(device).startswith("cuda"):
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m slm_helpers.data",
+        description="Tokenize stories into train.bin / validation.bin (uint16 memmaps) and meta.json.",
+    )
+    parser.add_argument("--source", required=True, help="'synthetic', 'tinystories', or a local .txt/.jsonl/.parquet file or folder")
+    parser.add_argument("--out-dir", required=True, help="folder to write train.bin, validation.bin and meta.json into")
+    parser.add_argument("--train-stories", type=int, default=20_000, help="synthetic only: stories in the train split")
+    parser.add_argument("--validation-stories", type=int, default=1_000, help="synthetic only: stories in the validation split")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic only: which stories to generate")
+    parser.add_argument("--max-stories", type=int, default=None, help="tinystories only: stop after this many stories per split")
+    parser.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="redo a dataset that already exists in --out-dir")
+    args = parser.parse_args(argv)
+
+    if args.source == "synthetic":
+        options = dict(train_stories=args.train_stories, validation_stories=args.validation_stories, seed=args.seed)
+    elif args.source == "tinystories":
+        options = dict(max_stories=args.max_stories)
+    else:
+        options = {}
+    try:
+        info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, num_workers=args.workers, **options)
+    except (DataError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.out_dir}: {info.describe()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
