@@ -1,0 +1,52 @@
+"""Shared fixtures: a small synthetic dataset prepared once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from slm_helpers.data import prepare_dataset
+from slm_helpers.tokenizer import RANKS_FILE_ENV, TokenizerUnavailableError, get_tokenizer
+
+
+def _tokenizer_available() -> bool:
+    try:
+        get_tokenizer()
+        return True
+    except TokenizerUnavailableError:
+        return False
+
+
+requires_tokenizer = pytest.mark.skipif(
+    not _tokenizer_available(), reason=f"no internet and no {RANKS_FILE_ENV}: the GPT-2 tokenizer is unavailable"
+)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """300 train / 40 validation synthetic stories, tokenized on one worker."""
+    out = tmp_path_factory.mktemp("data") / "small"
+    return prepare_dataset("synthetic", out, train_stories=300, validation_stories=40, seed=7, num_workers=1, progress=False)
+
+
+@pytest.fixture
+def no_ranks_file(monkeypatch):
+    """Run a test as on a machine where SLM_GPT2_TIKTOKEN is unset."""
+    monkeypatch.delenv(RANKS_FILE_ENV, raising=False)
+    get_tokenizer.cache_clear()
+    yield
+    get_tokenizer.cache_clear()
+
+
+def has_internet(host: str = "openaipublic.blob.core.windows.net") -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+__all__ = ["requires_tokenizer", "has_internet", "os"]
