@@ -203,7 +203,7 @@ def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def _progress(desc: str, total: int | None, disable: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(desc=desc, total=total, unit=" stories", unit_scale=True, disable=disable, mininterval=0.5)
 
