@@ -40,9 +40,10 @@ SPLITS = ("train", "validation")
 TOKEN_DTYPE = np.uint16
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
-CHUNK_STORIES = 512  # stories a worker tokenizes per task
+CHUNK_STORIES = 1024  # stories a worker tokenizes per task
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 EOT_TEXT = "<|endoftext|>"
+MIXED = "mixed"  # a stream of stories of both splits, told apart by is_validation_story
 
 
 class DataError(ValueError):
@@ -145,11 +146,9 @@ def _non_empty(texts: Iterable[str]) -> Iterator[str]:
 
 def _local_source(path: Path) -> dict[str, Iterable[str]]:
     if path.is_file():
-        # One file: hold out a share of stories by a hash of their text (as the generator does).
-        return {
-            "train": (t for t in _non_empty(_read_local_file(path)) if not is_validation_story(t)),
-            "validation": (t for t in _non_empty(_read_local_file(path)) if is_validation_story(t)),
-        }
+        # One file holds both splits: each story's split is decided by a hash of its text (as
+        # the generator does), by the workers, in a single pass over the file.
+        return {MIXED: _non_empty(_read_local_file(path))}
     files = sorted(p for p in path.iterdir() if p.suffix in LOCAL_SUFFIXES)
     validation = [p for p in files if "valid" in p.name.lower()]
     train = [p for p in files if p not in validation]
@@ -165,7 +164,8 @@ def _local_source(path: Path) -> dict[str, Iterable[str]]:
 
 
 def open_source(source: str | os.PathLike, **options) -> dict[str, Iterable[str]]:
-    """The stories of each split, as lazy iterables of strings.
+    """The stories of each split, as lazy iterables of strings (under the key ``MIXED`` when
+    one stream holds both splits and a hash of each story decides).
 
     ``source`` is ``"synthetic"`` (options: ``train_stories``, ``validation_stories``, ``seed``),
     ``"tinystories"`` (option: ``max_stories`` per split, ``None`` for all) or a local path.
@@ -183,17 +183,36 @@ def open_source(source: str | os.PathLike, **options) -> dict[str, Iterable[str]
 # ----------------------------------------------------------------------------- tokenizing
 
 
-def _tokenize_chunk(stories: list[str]) -> tuple[np.ndarray, int]:
-    """Token ids of ``stories``, each followed by <|endoftext|>, as one uint16 array.
+def _tokenize_chunk(task: tuple[str, list[str]]) -> dict[str, tuple[np.ndarray, int]]:
+    """Token ids of a chunk of stories, each followed by <|endoftext|>, as one uint16 array
+    per split, with the number of stories in it.
 
     Lives at module level so worker processes can import it (spawn cannot pickle a
     function defined in a notebook cell)."""
+    stream, stories = task
+    by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for story in stories:
+        split = stream if stream != MIXED else ("validation" if is_validation_story(story) else "train")
+        by_split[split].append(story)
+    return {split: (_encode_stories(texts), len(texts)) for split, texts in by_split.items() if texts}
+
+
+def _encode_stories(stories: list[str]) -> np.ndarray:
+    """``encode_ordinary(story) + [eot]`` for every story, concatenated, as uint16.
+
+    Fast path: join the stories with <|endoftext|> and encode once with only that special
+    token allowed; tiktoken encodes the text between special tokens separately, so the ids are
+    identical to encoding story by story. A story that itself contains the text
+    "<|endoftext|>" must not be split there, so such chunks take the story-by-story path."""
     tokenizer = get_tokenizer()
+    if not any(EOT_TEXT in story for story in stories):
+        joined = EOT_TEXT.join(stories) + EOT_TEXT
+        return tokenizer.encode_to_numpy(joined, allowed_special={EOT_TEXT}).astype(TOKEN_DTYPE)
     ids: list[int] = []
     for story in stories:
-        ids.extend(tokenizer.encode_ordinary(story))
+        ids += tokenizer.encode_ordinary(story)
         ids.append(tokenizer.eot_token)
-    return np.asarray(ids, dtype=TOKEN_DTYPE), len(stories)
+    return np.array(ids, dtype=TOKEN_DTYPE)
 
 
 def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -208,17 +227,24 @@ def _progress(desc: str, total: int | None, disable: bool):
     return tqdm(desc=desc, total=total, unit=" stories", unit_scale=True, disable=disable, mininterval=0.5)
 
 
-def _write_split(texts: Iterable[str], path: Path, pool, progress) -> SplitInfo:
-    tokens = stories = 0
-    chunks = _chunks(texts, CHUNK_STORIES)
-    results = pool.imap(_tokenize_chunk, chunks) if pool is not None else map(_tokenize_chunk, chunks)
-    with open(path, "wb") as f:
-        for ids, n in results:
-            f.write(ids.tobytes())
-            tokens += len(ids)
-            stories += n
-            progress.update(n)
-    return SplitInfo(file=path.name.removesuffix(".tmp"), tokens=tokens, stories=stories)
+def _write_splits(streams: dict[str, Iterable[str]], out_dir: Path, pool, progress) -> dict[str, SplitInfo]:
+    """Tokenize every stream chunk by chunk (in ``pool`` if given) and append the ids to
+    ``out_dir/<split>.bin.tmp``; memory holds a few chunks at a time, never the corpus."""
+    tasks = ((stream, chunk) for stream, texts in streams.items() for chunk in _chunks(texts, CHUNK_STORIES))
+    results = pool.imap(_tokenize_chunk, tasks) if pool is not None else map(_tokenize_chunk, tasks)
+    infos = {split: SplitInfo(file=f"{split}.bin", tokens=0, stories=0) for split in SPLITS}
+    files = {split: open(out_dir / f"{split}.bin.tmp", "wb") for split in SPLITS}
+    try:
+        for result in results:
+            for split, (ids, n) in result.items():
+                files[split].write(ids.tobytes())
+                infos[split].tokens += len(ids)
+                infos[split].stories += n
+                progress.update(n)
+    finally:
+        for f in files.values():
+            f.close()
+    return infos
 
 
 def _check_tokenizer_fits():
@@ -276,12 +302,10 @@ def prepare_dataset(
 
     workers = num_workers or os.cpu_count() or 1
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+    expected = sum(source_options.get(f"{split}_stories", 0) for split in SPLITS) if source == "synthetic" else None
     try:
-        splits = {}
-        for split in SPLITS:
-            expected = source_options.get(f"{split}_stories") if source == "synthetic" else None
-            with _progress(f"tokenizing {split}", expected, disable=not progress) as bar:
-                splits[split] = _write_split(texts[split], out_dir / f"{split}.bin.tmp", pool, bar)
+        with _progress("tokenizing", expected, disable=not progress) as bar:
+            splits = _write_splits(texts, out_dir, pool, bar)
     finally:
         if pool is not None:
             pool.terminate()

@@ -193,3 +193,15 @@ def test_command_line_prepares_and_prints(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "slm_helpers.data", "--source", "nope", "--out-dir", str(tmp_path / "x")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "Unknown source 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_fast_chunk_encoding_equals_story_by_story_encode_ordinary():
+    enc = get_tokenizer()
+    stories = ["Hi there.", "  spaces  and\nnewlines\n", "emoji 🐸 and café", "x"]
+    expected = _direct_tokens(stories)
+    np.testing.assert_array_equal(data._encode_stories(stories), expected)
+    # A story that contains the marker as text: it must stay ordinary text, not become id 50256.
+    tricky = ["before <|endoftext|> after", "next"]
+    ids = data._encode_stories(tricky)
+    np.testing.assert_array_equal(ids, _direct_tokens(tricky))
+    assert int((ids == enc.eot_token).sum()) == 2
