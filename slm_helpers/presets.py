@@ -61,19 +61,19 @@ PRESETS: dict[str, Preset] = {
         data_options=dict(train_stories=2_000, validation_stories=200, seed=0),
         model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64, dropout=0.0),
         train=TrainConfig(
-            batch_size=8, grad_accum_steps=2, max_steps=60, warmup_steps=10, learning_rate=3e-3, min_lr=3e-4,
-            eval_interval=20, eval_batches=4, weight_decay=0.1,
+            batch_size=8, grad_accum_steps=2, max_steps=40, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
+            eval_interval=10, eval_batches=4, weight_decay=0.1,
         ),
     ),
     "cpu": Preset(
         name="cpu",
         description="a 10-20 minute laptop run on synthetic stories that ends with readable stories",
         data_source="synthetic",
-        data_options=dict(train_stories=50_000, validation_stories=2_500, seed=0),
+        data_options=dict(train_stories=20_000, validation_stories=1_000, seed=0),
         model=GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
         train=TrainConfig(
-            batch_size=16, grad_accum_steps=2, max_steps=1_500, warmup_steps=100, learning_rate=2e-3, min_lr=2e-4,
-            eval_interval=100, eval_batches=20, weight_decay=0.1,
+            batch_size=16, grad_accum_steps=1, max_steps=500, warmup_steps=50, learning_rate=2e-3, min_lr=2e-4,
+            eval_interval=50, eval_batches=10, weight_decay=0.1,
         ),
     ),
     "gpu": Preset(

@@ -1,0 +1,280 @@
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from slm_helpers import train as train_module
+from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.presets import PRESETS, get_preset
+from slm_helpers.train import (
+    BEST_WEIGHTS_FILE, CHECKPOINT_FILE, HISTORY_FILE, TrainConfig, TrainingDiverged, choose_device, choose_dtype,
+    learning_rates, load_checkpoint, load_history, make_grad_scaler, make_optimizer, optimizer_step, train,
+)
+
+from conftest import requires_tokenizer
+
+TINY_MODEL = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+
+
+def tiny_train_config(**overrides) -> TrainConfig:
+    settings = dict(batch_size=4, grad_accum_steps=2, max_steps=12, warmup_steps=2, learning_rate=1e-2, min_lr=1e-3,
+                    eval_interval=4, eval_batches=2, seed=5)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def run_tiny(dataset, out_dir, **kwargs):
+    config = kwargs.pop("train_config", tiny_train_config())
+    return train(model_config=kwargs.pop("model_config", TINY_MODEL), train_config=config, data_dir=dataset.path,
+                 out_dir=out_dir, progress=False, log=lambda *a, **k: None, **kwargs)
+
+
+# ----------------------------------------------------------------------------- schedule and settings
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(max_steps=1000, warmup_steps=100, learning_rate=1e-3, min_lr=1e-4)
+    lrs = learning_rates(config)
+    assert len(lrs) == 1000
+    assert lrs[0] == pytest.approx(1e-3 / 100)  # from almost zero
+    assert lrs[100] == pytest.approx(1e-3)  # the peak, at the end of warmup
+    assert all(a < b for a, b in zip(lrs[:100], lrs[1:101]))  # rising during warmup
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))  # never rising after it
+    assert max(lrs) == pytest.approx(1e-3) and min(lrs[100:]) >= 1e-4
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.01)  # reaches the floor at max_steps
+    assert lrs[550] == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4), rel=0.01)  # cosine: half-way at the middle
+
+
+def test_a_floor_above_the_peak_is_refused():
+    with pytest.raises(ValueError, match="bug 1"):
+        TrainConfig(learning_rate=1e-4, min_lr=5e-4)  # the original run's settings
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(max_steps=10, warmup_steps=10)
+
+
+def test_gpu_preset_is_the_original_run_with_the_bugs_fixed():
+    gpu = get_preset("gpu")
+    t = gpu.train
+    assert (gpu.model.n_layer, gpu.model.n_head, gpu.model.n_embd, gpu.model.block_size, gpu.model.dropout) == (6, 6, 384, 128, 0.1)
+    assert (t.batch_size, t.grad_accum_steps, t.learning_rate, t.betas, t.eps, t.weight_decay, t.grad_clip) == (
+        32, 32, 1e-4, (0.9, 0.95), 1e-9, 0.1, 0.5)
+    assert t.max_steps == 20_000 and t.warmup_steps == 1_000 and t.min_lr < t.learning_rate
+    assert gpu.data_source == "tinystories"
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown preset 'laptop'; choose one of: ci, cpu, gpu"):
+        get_preset("laptop")
+
+
+def test_weight_decay_only_on_matrices():
+    model = GPT(TINY_MODEL)
+    optimizer = make_optimizer(model, TrainConfig())
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert any(p is model.transformer.wte.weight for p in decay["params"])
+
+
+def test_dtype_is_chosen_per_device(monkeypatch):
+    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: False)
+    assert choose_dtype(torch.device("cpu"))[0] == torch.float32
+    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: True)
+    assert choose_dtype(torch.device("cpu"))[0] == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert choose_dtype(torch.device("cuda"))[0] == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    dtype, reason = choose_dtype(torch.device("cuda"))
+    assert dtype == torch.float16 and "GradScaler" in reason
+    assert choose_dtype(torch.device("cpu"), "float16")[0] == torch.float16
+    with pytest.raises(ValueError, match="dtype must be"):
+        choose_dtype(torch.device("cpu"), "int8")
+
+
+def test_grad_scaler_only_for_fp16_on_cuda():
+    assert not make_grad_scaler(torch.device("cpu"), torch.float32).is_enabled()
+    assert not make_grad_scaler(torch.device("cpu"), torch.float16).is_enabled()
+    assert not make_grad_scaler(torch.device("cuda"), torch.bfloat16).is_enabled()
+
+
+def test_device_can_be_overridden():
+    assert choose_device("cpu") == (torch.device("cpu"), "requested")
+    if not torch.cuda.is_available():
+        assert choose_device()[0].type in ("cpu", "mps")
+
+
+def test_clipping_sees_unscaled_gradients():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(8, 4)
+    model(x).square().sum().backward()
+    true_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()
+    model.zero_grad()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=True)  # fp16-style scaling, on the CPU
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scaler.scale(model(x).square().sum()).backward()
+    grads_before = [p.grad.clone() for p in model.parameters()]
+    norm = optimizer_step(model, optimizer, scaler, grad_clip=0.5)
+    assert norm.item() == pytest.approx(true_norm, rel=1e-5)  # not 1024x larger
+    assert all(p.grad is None for p in model.parameters())
+    assert grads_before[0].abs().max() > 100 * true_norm / 1024  # the backward really was scaled
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@requires_tokenizer
+def test_training_writes_history_best_weights_and_checkpoint(small_dataset, tmp_path):
+    result = run_tiny(small_dataset, tmp_path)
+    history = load_history(tmp_path)
+    assert [r["step"] for r in history] == [0, 4, 8, 12]
+    assert [r["tokens"] for r in history] == [s * 4 * 32 * 2 for s in (0, 4, 8, 12)]
+    assert set(history[0]) == {"step", "tokens", "lr", "train_loss", "val_loss"}
+    assert history[-1]["val_loss"] < history[0]["val_loss"] - 0.5  # it learns
+    assert history[0]["val_loss"] == pytest.approx(math.log(50257), abs=0.3)
+    best = torch.load(tmp_path / BEST_WEIGHTS_FILE, weights_only=True)
+    assert best["val_loss"] == min(r["val_loss"] for r in history) == result.best_val_loss
+    assert best["model_config"]["n_embd"] == 16 and "transformer.wte.weight" in best["model"]
+    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_FILE)  # weights_only=True inside
+    assert checkpoint["step"] == 12 and checkpoint["history"] == history
+    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng", "model_config", "train_config"}
+
+
+@requires_tokenizer
+def test_same_seed_same_losses(small_dataset, tmp_path):
+    a = run_tiny(small_dataset, tmp_path / "a").history
+    b = run_tiny(small_dataset, tmp_path / "b").history
+    assert a == b
+
+
+@requires_tokenizer
+def test_stopped_and_resumed_run_has_exactly_the_uninterrupted_losses(small_dataset, tmp_path):
+    full = run_tiny(small_dataset, tmp_path / "full").history
+    first = run_tiny(small_dataset, tmp_path / "resumed", stop_at_step=6)
+    assert first.interrupted and first.steps == 6
+    second = run_tiny(small_dataset, tmp_path / "resumed", resume=True)
+    assert second.steps == 12 and not second.interrupted
+    assert second.history == full  # bit for bit, on a CPU
+    assert load_history(tmp_path / "resumed") == full
+
+
+# get_batch calls of the tiny run: eval at step 0 = calls 1-4, steps 1-4 = 5-12 (two micro-batches
+# each), eval at step 4 = 13-16, steps 5-8 = 17-24, eval at step 8 = 25-28, ...
+@requires_tokenizer
+@pytest.mark.parametrize("interrupt_at_call", [20, 25], ids=["second-micro-batch-of-step-6", "evaluation-at-step-8"])
+def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(small_dataset, tmp_path, monkeypatch, interrupt_at_call):
+    full = run_tiny(small_dataset, tmp_path / "full").history
+    from slm_helpers import data
+
+    real_get_batch, calls = data.get_batch, {"n": 0}
+
+    def interrupting_get_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == interrupt_at_call:
+            raise KeyboardInterrupt
+        return real_get_batch(*args, **kwargs)
+
+    monkeypatch.setattr(data, "get_batch", interrupting_get_batch)
+    result = run_tiny(small_dataset, tmp_path / "interrupted")
+    assert result.interrupted and 0 < result.steps < 12
+    monkeypatch.setattr(data, "get_batch", real_get_batch)
+    assert run_tiny(small_dataset, tmp_path / "interrupted", resume=True).history == full
+
+
+@requires_tokenizer
+def test_gradient_accumulation_equals_one_big_batch(small_dataset, tmp_path):
+    model = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
+    run_tiny(small_dataset, tmp_path / "a", model_config=model,
+             train_config=tiny_train_config(batch_size=4, grad_accum_steps=2, eval_batches=1))
+    run_tiny(small_dataset, tmp_path / "b", model_config=model,
+             train_config=tiny_train_config(batch_size=8, grad_accum_steps=1, eval_batches=1))
+    # Same 8 windows per step (drawn in the same order), same mean loss: only rounding differs.
+    weights = [torch.load(tmp_path / run / CHECKPOINT_FILE, weights_only=True)["model"] for run in ("a", "b")]
+    for name in ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.ln_f.bias"):
+        torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-5, rtol=1e-4)
+    initial = GPT(model).state_dict()["transformer.h.0.attn.c_attn.weight"]
+    assert not torch.allclose(weights[0]["transformer.h.0.attn.c_attn.weight"], initial, atol=1e-3)  # it did train
+
+
+@requires_tokenizer
+def test_nan_loss_stops_with_a_clear_message(small_dataset, tmp_path, monkeypatch):
+    real_forward, calls = GPT.forward, {"n": 0}
+
+    def forward(self, idx, targets=None):
+        logits, loss = real_forward(self, idx, targets)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > 6:
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    with pytest.raises(TrainingDiverged, match=r"became nan at step 4 .*lower learning_rate"):
+        run_tiny(small_dataset, tmp_path)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _cli(args, env_extra=None, **kwargs):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "slm_helpers.train", "--no-progress", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@requires_tokenizer
+def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses(tmp_path):
+    env = {"SLM_DATA_DIR": str(tmp_path / "data")}
+    args = ["--preset", "ci", "--max-iters", "20"]
+    full = _cli(args + ["--out-dir", str(tmp_path / "full")], env)
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+    killed = _cli(args + ["--out-dir", str(tmp_path / "killed")], env)
+    history_file = tmp_path / "killed" / HISTORY_FILE
+    deadline = time.time() + 300
+    while not (history_file.exists() and json.loads(history_file.read_text())[-1]["step"] >= 10):
+        assert killed.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert json.loads(history_file.read_text())[-1]["step"] < 20  # it really was cut short
+    resumed = _cli(args + ["--out-dir", str(tmp_path / "killed"), "--resume"], env)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resumed from" in out
+    assert load_history(tmp_path / "killed") == load_history(tmp_path / "full")
+
+
+def test_cli_bad_preset_is_one_clear_line(tmp_path):
+    proc = _cli(["--preset", "laptop", "--out-dir", str(tmp_path)])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Unknown preset 'laptop'; choose one of: ci, cpu, gpu" in err and "Traceback" not in err
+
+
+@requires_tokenizer
+def test_torchrun_two_cpu_processes(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "slm_helpers.train", "--preset", "ci",
+         "--max-iters", "4", "--out-dir", str(tmp_path / "ddp"), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 processes" in proc.stdout and proc.stdout.count("done:") == 1  # only rank 0 reports
+    history = load_history(tmp_path / "ddp")
+    ci = PRESETS["ci"]
+    assert history[-1]["step"] == 4 and history[-1]["tokens"] == 4 * 2 * ci.train.tokens_per_step(ci.model.block_size)
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [BEST_WEIGHTS_FILE, CHECKPOINT_FILE, HISTORY_FILE]
+    checkpoint = load_checkpoint(tmp_path / "ddp" / CHECKPOINT_FILE)
+    assert len(checkpoint["rng"]) == 2  # one batch stream per process...
+    assert not torch.equal(checkpoint["rng"][0]["batch"], checkpoint["rng"][1]["batch"])  # ...and they differ
