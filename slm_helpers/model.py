@@ -45,6 +45,32 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
 
+class LayerKVCache:
+    """The keys and values one attention layer has computed so far, shape (B, n_head, T, head_size)."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+
+class KVCache:
+    """Keys and values of every layer, so that generating a token costs one position, not the
+    whole context. Valid only while positions stay the same: see notebook 06."""
+
+    def __init__(self, n_layer: int) -> None:
+        self.layers = [LayerKVCache() for _ in range(n_layer)]
+
+    def __len__(self) -> int:
+        """Positions cached so far."""
+        k = self.layers[0].k
+        return 0 if k is None else k.size(2)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which each position sees only itself and the past."""
 
@@ -60,18 +86,25 @@ class CausalSelfAttention(nn.Module):
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size): every head attends independently.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        causal = True
+        if cache is not None:
+            if T > 1 and cache.k is not None:
+                raise ValueError("With a KV cache, feed the whole prompt first, then one token at a time.")
+            k, v = cache.append(k, v)
+            causal = T > 1  # one new token may look at every cached position: no mask needed
         if self.flash:
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+                q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
             )
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            att = att.masked_fill(~self.causal_mask[:, :, :T, :T], float("-inf"))
+            if causal:
+                att = att.masked_fill(~self.causal_mask[:, :, :T, :T], float("-inf"))
             att = self.attn_dropout(F.softmax(att, dim=-1))
             y = att @ v
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
@@ -102,8 +135,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -146,26 +179,28 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
         return n - self.transformer.wte.weight.numel() if non_embedding else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
         """Logits for the next token, and the cross-entropy loss when ``targets`` are given.
 
         Without targets (generation) only the last position's logits are computed: shape
-        ``(B, 1, vocab_size)`` instead of ``(B, T, vocab_size)``.
+        ``(B, 1, vocab_size)`` instead of ``(B, T, vocab_size)``. With a ``cache``, ``idx``
+        holds only the new tokens: positions continue after the cached ones.
         """
         B, T = idx.size()
-        if T > self.config.block_size:
+        start = len(cache) if cache is not None else 0
+        if start + T > self.config.block_size:
             raise ValueError(
-                f"Sequence of length {T} is longer than block_size={self.config.block_size}: the model has "
+                f"Sequence of length {start + T} is longer than block_size={self.config.block_size}: the model has "
                 f"position embeddings for {self.config.block_size} positions only. Keep the last "
                 f"{self.config.block_size} tokens (idx[:, -block_size:])."
             )
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
             bad = int(idx.max()) if idx.max() >= self.config.vocab_size else int(idx.min())
             raise ValueError(f"Token id {bad} is outside the vocabulary [0, {self.config.vocab_size}).")
-        pos = torch.arange(T, device=idx.device)
+        pos = torch.arange(start, start + T, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache.layers[i] if cache is not None else None)
         x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None

@@ -481,6 +481,22 @@ def train(
     return TrainResult(out_dir, history, best_val_loss, step, tokens_per_second, interrupted)
 
 
+def ensure_trained(preset, log=print) -> list[dict]:
+    """The history of ``preset``'s run, training it first (and saying so) if there is none.
+
+    Later notebooks call this so each runs on its own: with notebook 04 already run, it only
+    loads ``history.json``."""
+    from slm_helpers.data import prepare_dataset
+
+    history_path = preset.out_dir / HISTORY_FILE
+    if history_path.is_file() and (preset.out_dir / BEST_WEIGHTS_FILE).is_file():
+        log(f"found the {preset.name} preset's run in {preset.out_dir.name}/")
+        return load_history(preset.out_dir)
+    log(f"no trained {preset.name} run in {preset.out_dir.name}/: training it now (notebook 04 explains each step)")
+    prepare_dataset(preset.data_source, preset.data_dir, progress=False, **preset.data_options)
+    return train(preset, log=log).history
+
+
 def _plain(value):
     """Tuples to lists, so a config loads back with ``weights_only=True``."""
     if isinstance(value, dict):

@@ -1,0 +1,193 @@
+"""Writing stories with a trained model: sampling controls, a KV cache, streaming.
+
+The model gives scores (logits) for the next token; we turn them into a choice, append it
+and repeat. ``temperature`` sharpens (< 1) or flattens (> 1) the distribution, 0 means
+greedy; ``top_k`` keeps only the k most likely tokens; ``top_p`` keeps the smallest set
+whose probabilities add up to p (nucleus sampling).
+
+With a :class:`~slm_helpers.model.KVCache` each new token costs one position instead of the
+whole context. Position embeddings are absolute, so cached keys and values are valid only
+while the sequence fits in ``block_size``; past that, generation goes on over a sliding
+window of the last ``block_size`` tokens, recomputed at every step (notebook 06 explains
+why the cache cannot simply be shifted). Greedy output is the same with and without cache.
+
+From a terminal::
+
+    python -m slm_helpers.generate --checkpoint runs/cpu/best_model_params.pt --prompt "Once upon a time"
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from slm_helpers.model import GPT, GPTConfig, KVCache
+
+MAKE_IT = "Notebook 04 or `python -m slm_helpers.train --preset cpu` writes it"
+
+
+class CheckpointError(RuntimeError):
+    """A weights file that is missing or cannot be read."""
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", config: GPTConfig | None = None) -> GPT:
+    """A GPT in eval mode from ``best_model_params.pt`` or a full ``checkpoint.pt`` (both hold
+    the model's configuration), loaded with ``weights_only=True``. A bare state dict, as the
+    original script saved, needs ``config``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No weights at {path}. {MAKE_IT}.")
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # a truncated zip, a pickle with code, an unrelated file...
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}). {MAKE_IT} again.") from None
+    if isinstance(saved, dict) and "model" in saved and "model_config" in saved:
+        config, state = GPTConfig(**saved["model_config"]), saved["model"]
+    elif config is not None:
+        state = saved
+    else:
+        raise CheckpointError(f"{path} holds weights without a model configuration: pass config=GPTConfig(...).")
+    model = GPT(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit the model {config}: {str(error).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Clear errors for settings that make no sense."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), not {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for no limit), not {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), not {top_p}")
+
+
+def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                            top_p: float | None = None) -> torch.Tensor:
+    """Probabilities of the next token from a ``(vocab_size,)`` row of logits after temperature,
+    top-k and top-p. Temperature 0 puts all probability on the argmax."""
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).to(torch.float32)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.numel():
+        kth_largest = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = probs.sort(descending=True)
+        # Keep a token if the tokens before it do not yet reach top_p (the first is always kept).
+        keep_sorted = (sorted_probs.cumsum(0) - sorted_probs) < top_p
+        keep = torch.zeros_like(keep_sorted).scatter(0, order, keep_sorted)
+        probs = probs * keep
+        probs = probs / probs.sum()
+    return probs
+
+
+def prepare_prompt(prompt_ids: list[int], block_size: int, eot_token: int, log=print) -> list[int]:
+    """An empty prompt starts from <|endoftext|> (the start of a story); a prompt longer than
+    the context keeps its last ``block_size`` tokens, and says so."""
+    if not prompt_ids:
+        return [eot_token]
+    if len(prompt_ids) > block_size:
+        log(f"(the prompt has {len(prompt_ids)} tokens, more than the context of {block_size}: keeping its last {block_size})")
+        return prompt_ids[-block_size:]
+    return list(prompt_ids)
+
+
+@torch.no_grad()
+def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 stop_token: int | None = None, use_kv_cache: bool = True) -> Iterator[int]:
+    """Yield new token ids one at a time (the prompt must fit in the context; see
+    :func:`prepare_prompt`). Stops after ``max_new_tokens`` or right after ``stop_token``."""
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    block_size = model.config.block_size
+    if not 0 < len(prompt_ids) <= block_size:
+        raise ValueError(f"the prompt must hold 1 to {block_size} tokens, not {len(prompt_ids)}: use prepare_prompt")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()  # a fresh random seed
+    ids = list(prompt_ids)
+    cache = KVCache(model.config.n_layer) if use_kv_cache else None
+    for _ in range(max_new_tokens):
+        if cache is not None and len(ids) <= block_size:
+            new = ids if len(cache) == 0 else ids[-1:]  # the whole prompt once, then one token at a time
+            logits, _ = model(torch.tensor([new], device=device), cache=cache)
+        else:  # no cache, or past the context: the last block_size tokens, recomputed
+            logits, _ = model(torch.tensor([ids[-block_size:]], device=device))
+        probs = next_token_distribution(logits[0, -1], temperature, top_k, top_p)
+        token = int(probs.argmax()) if temperature == 0 else int(torch.multinomial(probs, 1, generator=generator))
+        ids.append(token)
+        yield token
+        if token == stop_token:
+            return
+
+
+def stream_story(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
+                 top_k: int | None = 200, top_p: float | None = None, seed: int | None = None,
+                 stop_at_eot: bool = True, use_kv_cache: bool = True, log=print) -> Iterator[str]:
+    """Yield the continuation of ``prompt`` as text, piece by piece as tokens come (a token can
+    end in the middle of a multi-byte character, so bytes are decoded incrementally)."""
+    prompt_ids = prepare_prompt(tokenizer.encode_ordinary(prompt), model.config.block_size, tokenizer.eot_token, log)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stop = tokenizer.eot_token if stop_at_eot else None
+    for token in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, stop, use_kv_cache):
+        if token == tokenizer.eot_token and stop_at_eot:
+            break
+        text = decoder.decode(tokenizer.decode_single_token_bytes(token))
+        if text:
+            yield text
+    yield decoder.decode(b"", final=True)
+
+
+def write_story(model: GPT, tokenizer, prompt: str, **settings) -> str:
+    """The prompt followed by its generated continuation, as one string."""
+    return prompt + "".join(stream_story(model, tokenizer, prompt, **settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from slm_helpers.tokenizer import TokenizerUnavailableError, get_tokenizer
+
+    parser = argparse.ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
+    parser.add_argument("--checkpoint", required=True, help="best_model_params.pt or checkpoint.pt")
+    parser.add_argument("--prompt", default="", help="how the story begins (empty: the model starts a story itself)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=200)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="the same seed writes the same story")
+    parser.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every token")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        model = load_model(args.checkpoint, args.device)
+        tokenizer = get_tokenizer()
+        pieces = stream_story(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                              args.top_p, args.seed, use_kv_cache=not args.no_kv_cache,
+                              log=lambda message: print(message, file=sys.stderr))
+        print(args.prompt, end="", flush=True)
+        for piece in pieces:
+            print(piece, end="", flush=True)
+        print()
+    except (ValueError, CheckpointError, TokenizerUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
