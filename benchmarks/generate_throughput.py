@@ -1,0 +1,95 @@
+"""How much does the KV cache buy, and how does our generation compare with transformers?
+
+With the ``cpu`` preset's model sizes (random weights: speed does not depend on them),
+greedy generation from a short prompt until the context is full (``block_size`` minus the
+prompt's length new tokens), measured alternately in one process:
+
+* ours with the KV cache, ours without it (target: cache >= 3x no cache);
+* ``transformers.GPT2LMHeadModel.generate`` with the same weights and ``use_cache=True``
+  (target: ours >= 1.0x).
+
+Also prints ours with and without cache for 2 x block_size tokens, past the context, where
+the cache stops helping (the window slides; see notebook 06).
+
+    python benchmarks/generate_throughput.py [--preset cpu] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from slm_helpers.generate import generate_ids
+from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.presets import get_preset
+
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def hf_copy(model: GPT):
+    import transformers
+
+    c = model.config
+    hf = transformers.GPT2LMHeadModel._from_config(transformers.GPT2Config(
+        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
+        activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), attn_implementation="sdpa")
+    hf.load_state_dict({k: (v.t() if k.endswith(CONV1D) else v) for k, v in model.state_dict().items()}, strict=False)
+    hf.tie_weights()
+    return hf.eval()
+
+
+def tokens_per_second(fn, n: int, rounds: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    config = GPTConfig(**{**get_preset(args.preset).model.__dict__, "dropout": 0.0})
+    model = GPT(config).eval()
+    hf = hf_copy(model)
+    prompt = [7454, 2402, 257, 640]  # "Once upon a time"
+    n = config.block_size - len(prompt)
+    print(f"preset {args.preset!r}: {config.n_layer} layers x {config.n_embd}, block_size {config.block_size}; "
+          f"{n} new tokens after a {len(prompt)}-token prompt; {torch.get_num_threads()} threads")
+
+    def ours(cache: bool, count: int):
+        return lambda: list(generate_ids(model, prompt, count, temperature=0, use_kv_cache=cache))
+
+    def theirs():
+        with torch.no_grad():
+            return hf.generate(torch.tensor([prompt]), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                               use_cache=True, pad_token_id=0)
+
+    assert ours(True, n)() == theirs()[0, len(prompt):].tolist(), "both must generate the same greedy tokens"
+    results = {"cache": [], "no cache": [], "transformers": []}
+    for _ in range(args.rounds):  # alternate, so that all three see the same machine load
+        results["cache"].append(tokens_per_second(ours(True, n), n, 1))
+        results["no cache"].append(tokens_per_second(ours(False, n), n, 1))
+        results["transformers"].append(tokens_per_second(theirs, n, 1))
+    best = {name: max(values) for name, values in results.items()}
+    print(f"to the full context: cache {best['cache']:,.0f} tok/s, no cache {best['no cache']:,.0f} tok/s, "
+          f"transformers generate {best['transformers']:,.0f} tok/s")
+    print(f"  cache / no cache = {best['cache'] / best['no cache']:.1f}x (target >= 3)   "
+          f"ours / transformers = {best['cache'] / best['transformers']:.2f}x (target >= 1.0)")
+    far = 2 * config.block_size
+    cached_far = tokens_per_second(ours(True, far), far, args.rounds)
+    plain_far = tokens_per_second(ours(False, far), far, args.rounds)
+    print(f"2 x block_size = {far} tokens: cache {cached_far:,.0f} tok/s, no cache {plain_far:,.0f} tok/s "
+          f"({cached_far / plain_far:.1f}x; past the context every step recomputes the window)")
+
+
+if __name__ == "__main__":
+    main()
