@@ -105,7 +105,7 @@ def prepare_prompt(prompt_ids: list[int], block_size: int, eot_token: int, log=p
     return list(prompt_ids)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  stop_token: int | None = None, use_kv_cache: bool = True) -> Iterator[int]:
@@ -121,15 +121,18 @@ def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, tempera
         generator.manual_seed(seed)
     else:
         generator.seed()  # a fresh random seed
+    # The head's weight is the token embedding, (vocab_size, n_embd). One vector times it is
+    # memory-bound and, on CPUs, ran ~3x faster against a transposed contiguous copy (made once).
+    head = model.lm_head.weight.t().contiguous()
     ids = list(prompt_ids)
     cache = KVCache(model.config.n_layer) if use_kv_cache else None
     for _ in range(max_new_tokens):
         if cache is not None and len(ids) <= block_size:
             new = ids if len(cache) == 0 else ids[-1:]  # the whole prompt once, then one token at a time
-            logits, _ = model(torch.tensor([new], device=device), cache=cache)
+            hidden = model.hidden_states(torch.tensor([new], device=device), cache)
         else:  # no cache, or past the context: the last block_size tokens, recomputed
-            logits, _ = model(torch.tensor([ids[-block_size:]], device=device))
-        probs = next_token_distribution(logits[0, -1], temperature, top_k, top_p)
+            hidden = model.hidden_states(torch.tensor([ids[-block_size:]], device=device))
+        probs = next_token_distribution(hidden[0, -1] @ head, temperature, top_k, top_p)
         token = int(probs.argmax()) if temperature == 0 else int(torch.multinomial(probs, 1, generator=generator))
         ids.append(token)
         yield token

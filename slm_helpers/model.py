@@ -179,12 +179,11 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
         return n - self.transformer.wte.weight.numel() if non_embedding else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
-        """Logits for the next token, and the cross-entropy loss when ``targets`` are given.
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final LayerNorm's output, ``(B, T, n_embd)``: what ``lm_head`` turns into logits.
 
-        Without targets (generation) only the last position's logits are computed: shape
-        ``(B, 1, vocab_size)`` instead of ``(B, T, vocab_size)``. With a ``cache``, ``idx``
-        holds only the new tokens: positions continue after the cached ones.
+        With a ``cache``, ``idx`` holds only the new tokens: positions continue after the
+        cached ones.
         """
         B, T = idx.size()
         start = len(cache) if cache is not None else 0
@@ -201,7 +200,16 @@ class GPT(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache.layers[i] if cache is not None else None)
-        x = self.transformer.ln_f(x)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        """Logits for the next token, and the cross-entropy loss when ``targets`` are given.
+
+        Without targets (generation) only the last position's logits are computed: shape
+        ``(B, 1, vocab_size)`` instead of ``(B, T, vocab_size)``. See :meth:`hidden_states`
+        for ``cache``.
+        """
+        x = self.hidden_states(idx, cache)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
