@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from slm_helpers.model import GPT, CausalSelfAttention, GPTConfig
+from slm_helpers.model import GPT, CausalSelfAttention, GPTConfig, to_hf_gpt2
 from slm_helpers.presets import get_preset
 
 
@@ -39,16 +39,6 @@ def make_training_step(model, hf: bool, batch: tuple[torch.Tensor, torch.Tensor]
         optimizer.step()
 
     return step
-
-
-def hf_gpt2(config: GPTConfig):
-    import transformers
-
-    hf_config = transformers.GPT2Config(
-        vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd, n_layer=config.n_layer,
-        n_head=config.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )
-    return transformers.GPT2LMHeadModel._from_config(hf_config, attn_implementation="sdpa").train()
 
 
 def race(contenders: dict, tokens_per_call: int, rounds: int, calls: int) -> dict[str, float]:
@@ -89,7 +79,8 @@ def main() -> None:
           f"-> fused/manual = {attn['fused'] / attn['manual']:.2f}  (target >= 1.0)")
 
     idx = torch.randint(0, config.vocab_size, (B, T))
-    ours, theirs = GPT(config).train(), hf_gpt2(config)
+    ours = GPT(config).train()
+    theirs = to_hf_gpt2(ours).train()  # same sizes and weights, SDPA attention
     steps = race({"GPT": make_training_step(ours, False, (idx, idx)),
                   "GPT2LMHeadModel": make_training_step(theirs, True, (idx, idx))},
                  B * T, args.rounds, args.calls)

@@ -22,23 +22,8 @@ import time
 import torch
 
 from slm_helpers.generate import generate_ids
-from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.model import GPT, GPTConfig, to_hf_gpt2
 from slm_helpers.presets import get_preset
-
-CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-def hf_copy(model: GPT):
-    import transformers
-
-    c = model.config
-    hf = transformers.GPT2LMHeadModel._from_config(transformers.GPT2Config(
-        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
-        activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), attn_implementation="sdpa")
-    hf.load_state_dict({k: (v.t() if k.endswith(CONV1D) else v) for k, v in model.state_dict().items()}, strict=False)
-    hf.tie_weights()
-    return hf.eval()
-
 
 def tokens_per_second(fn, n: int, rounds: int) -> float:
     fn()  # warm-up
@@ -59,7 +44,7 @@ def main() -> None:
     torch.manual_seed(0)
     config = GPTConfig(**{**get_preset(args.preset).model.__dict__, "dropout": 0.0})
     model = GPT(config).eval()
-    hf = hf_copy(model)
+    hf = to_hf_gpt2(model)
     prompt = [7454, 2402, 257, 640]  # "Once upon a time"
     n = config.block_size - len(prompt)
     print(f"preset {args.preset!r}: {config.n_layer} layers x {config.n_embd}, block_size {config.block_size}; "
