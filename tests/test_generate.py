@@ -111,7 +111,10 @@ def test_stream_pieces_add_up_to_the_decoded_tokens(model):
     ids = list(generate_ids(model, enc.encode_ordinary("Once upon"), 30, temperature=1.0, seed=0))
     text = "".join(stream_story(model, enc, "Once upon", 30, temperature=1.0, top_k=None, seed=0, stop_at_eot=False))
     assert text == enc.decode(ids)
-    assert write_story(model, enc, "", max_new_tokens=5, temperature=0).startswith("")  # empty prompt works
+    # An empty prompt starts from <|endoftext|>: the same tokens as an explicit start-of-story prompt.
+    from_empty = write_story(model, enc, "", max_new_tokens=5, temperature=0, stop_at_eot=False)
+    expected = enc.decode(list(generate_ids(model, [enc.eot_token], 5, temperature=0)))
+    assert from_empty == expected and len(from_empty) > 0
 
 
 def test_loading_weights_and_checkpoints(model, saved, tmp_path):
