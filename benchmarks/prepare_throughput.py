@@ -16,8 +16,8 @@ the corpus size).
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -85,8 +85,6 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         )
         raw_mb2, raw_tokens2, raw_s2 = raw_encode(corpus, args.raw_sample_mb)
-    import json
-
     report = json.loads(out.stdout)
     raw_mbps = (raw_mb + raw_mb2) / (raw_s + raw_s2)
     raw_tps = (raw_tokens + raw_tokens2) / (raw_s + raw_s2)

@@ -73,7 +73,7 @@ class DatasetInfo:
 
     def describe(self) -> str:
         lines = [f"dataset from {self.source!r} ({self.tokenizer}, {self.dtype}):"]
-        for name, split in self.splits.items():
+        for split in self.splits.values():
             megabytes = split.tokens * np.dtype(self.dtype).itemsize / 1e6
             lines.append(f"  {split.file:<15} {split.stories:>10,} stories {split.tokens:>13,} tokens {megabytes:>9.2f} MB")
         return "\n".join(lines)

@@ -327,8 +327,10 @@ def train(
     is how the resume demonstration and tests interrupt a run at a known point.
     """
     from slm_helpers.data import get_batch
-    from slm_helpers.model import GPT, GPTConfig
+    from slm_helpers.model import GPT
 
+    if preset is None and None in (model_config, train_config, data_dir, out_dir):
+        raise ValueError("Give a preset (get_preset('ci')), or all of model_config, train_config, data_dir and out_dir.")
     model_config = model_config or preset.model
     config = train_config or preset.train
     data_dir = Path(data_dir or preset.data_dir)

@@ -69,6 +69,11 @@ def test_gpu_preset_is_the_original_run_with_the_bugs_fixed():
     assert gpu.data_source == "tinystories"
 
 
+def test_train_without_a_preset_needs_every_setting(tmp_path):
+    with pytest.raises(ValueError, match="Give a preset"):
+        train(model_config=TINY_MODEL, out_dir=tmp_path)
+
+
 def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(ValueError, match="Unknown preset 'laptop'; choose one of: ci, cpu, gpu"):
         get_preset("laptop")
