@@ -43,6 +43,7 @@ FORMAT_VERSION = 1
 CHUNK_STORIES = 1024  # stories a worker tokenizes per task
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 EOT_TEXT = "<|endoftext|>"
+SYNTHETIC_DEFAULTS = dict(train_stories=20_000, validation_stories=1_000, seed=0)
 MIXED = "mixed"  # a stream of stories of both splits, told apart by is_validation_story
 
 
@@ -171,7 +172,7 @@ def open_source(source: str | os.PathLike, **options) -> dict[str, Iterable[str]
     ``"tinystories"`` (option: ``max_stories`` per split, ``None`` for all) or a local path.
     """
     if source == "synthetic":
-        return _synthetic_source(options.get("train_stories", 20_000), options.get("validation_stories", 1_000), options.get("seed", 0))
+        return _synthetic_source(**{**SYNTHETIC_DEFAULTS, **options})
     if source == "tinystories":
         return _tinystories_source(options.get("max_stories"))
     path = Path(source).expanduser()
@@ -401,9 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--source", required=True, help="'synthetic', 'tinystories', or a local .txt/.jsonl/.parquet file or folder")
     parser.add_argument("--out-dir", required=True, help="folder to write train.bin, validation.bin and meta.json into")
-    parser.add_argument("--train-stories", type=int, default=20_000, help="synthetic only: stories in the train split")
-    parser.add_argument("--validation-stories", type=int, default=1_000, help="synthetic only: stories in the validation split")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic only: which stories to generate")
+    parser.add_argument("--train-stories", type=int, default=SYNTHETIC_DEFAULTS["train_stories"], help="synthetic only: stories in the train split")
+    parser.add_argument("--validation-stories", type=int, default=SYNTHETIC_DEFAULTS["validation_stories"], help="synthetic only: stories in the validation split")
+    parser.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"], help="synthetic only: which stories to generate")
     parser.add_argument("--max-stories", type=int, default=None, help="tinystories only: stop after this many stories per split")
     parser.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="redo a dataset that already exists in --out-dir")

@@ -34,6 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
+
+from slm_helpers.data import DataError, get_batch, prepare_dataset, read_info
+from slm_helpers.model import GPT
 
 BEST_WEIGHTS_FILE = "best_model_params.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -210,8 +214,6 @@ def optimizer_step(model: torch.nn.Module, optimizer, scaler: torch.amp.GradScal
 def estimate_loss(model, data_dir, config: TrainConfig, block_size: int, device, dtype, seed: int) -> dict[str, float]:
     """Mean loss over ``eval_batches`` batches of each split. The batches come from their own
     generator (the same ones at every evaluation), so evaluating never changes training."""
-    from slm_helpers.data import get_batch
-
     was_training = model.training
     model.eval()
     losses = {}
@@ -326,9 +328,6 @@ def train(
     ``stop_at_step`` stops early, as an interruption would (after writing a checkpoint), which
     is how the resume demonstration and tests interrupt a run at a known point.
     """
-    from slm_helpers.data import get_batch
-    from slm_helpers.model import GPT
-
     if preset is None and None in (model_config, train_config, data_dir, out_dir):
         raise ValueError("Give a preset (get_preset('ci')), or all of model_config, train_config, data_dir and out_dir.")
     model_config = model_config or preset.model
@@ -397,7 +396,7 @@ def train(
             "format_version": CHECKPOINT_VERSION, "step": step, "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": rng_states, "history": history, "best_val_loss": best_val_loss,
-            "model_config": asdict(model_config), "train_config": _plain(asdict(config)),
+            "model_config": asdict(model_config), "train_config": asdict(config),
         }, checkpoint_path)
         _atomic_write_json(history, out_dir / HISTORY_FILE)
 
@@ -419,8 +418,6 @@ def train(
         say(f"step {step:>6,}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
             f"lr {record['lr']:.2e}{note}")
         bar.refresh()
-
-    from tqdm import tqdm
 
     last_step = min(config.max_steps, stop_at_step) if stop_at_step is not None else config.max_steps
     bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not (progress and is_main),
@@ -488,7 +485,6 @@ def ensure_trained(preset, log=print) -> list[dict]:
 
     Later notebooks call this so each runs on its own: with notebook 04 already run, it only
     loads ``history.json``."""
-    from slm_helpers.data import prepare_dataset
 
     history_path = preset.out_dir / HISTORY_FILE
     if history_path.is_file() and (preset.out_dir / BEST_WEIGHTS_FILE).is_file():
@@ -499,21 +495,11 @@ def ensure_trained(preset, log=print) -> list[dict]:
     return train(preset, log=log).history
 
 
-def _plain(value):
-    """Tuples to lists, so a config loads back with ``weights_only=True``."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
-
 # ----------------------------------------------------------------------------- command line
 
 
 def main(argv: list[str] | None = None) -> int:
-    from slm_helpers.data import DataError, prepare_dataset
-    from slm_helpers.presets import PRESETS, get_preset
+    from slm_helpers.presets import PRESETS, get_preset  # presets imports this module
 
     parser = argparse.ArgumentParser(prog="python -m slm_helpers.train", description="Train a GPT on prepared stories.")
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: $SLM_PRESET, else gpu with CUDA, else cpu)")
@@ -535,8 +521,6 @@ def main(argv: list[str] | None = None) -> int:
         preset = get_preset(args.preset, **overrides)
         data_dir = Path(args.data_dir) if args.data_dir else preset.data_dir
         if rank == 0:
-            from slm_helpers.data import read_info
-
             if read_info(data_dir) is None:
                 print(f"no dataset in {data_dir}: preparing it from {preset.data_source!r}")
             prepare_dataset(preset.data_source, data_dir, progress=not args.no_progress, **preset.data_options)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from slm_helpers.data import prepare_dataset
@@ -48,5 +46,3 @@ def has_internet(host: str = "openaipublic.blob.core.windows.net") -> bool:
     except OSError:
         return False
 
-
-__all__ = ["requires_tokenizer", "has_internet", "os"]
