@@ -21,13 +21,14 @@ Run ``python -m slm_helpers.data --help`` for the same from a terminal.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import itertools
 import json
 import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ FORMAT_VERSION = 1
 CHUNK_STORIES = 1024  # stories a worker tokenizes per task
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 EOT_TEXT = "<|endoftext|>"
+LOCK_FILE = ".prepare.lock"
 SYNTHETIC_DEFAULTS = dict(train_stories=20_000, validation_stories=1_000, seed=0)
 MIXED = "mixed"  # a stream of stories of both splits, told apart by is_validation_story
 
@@ -112,44 +114,108 @@ def _tinystories_source(max_stories: int | None) -> dict[str, Iterable[str]]:
     return {split: itertools.islice(texts(split), max_stories) for split in SPLITS}
 
 
-def _read_local_file(path: Path) -> Iterator[str]:
-    if path.suffix == ".txt":
-        with open(path, encoding="utf-8") as f:
+def _check_text_file(path: Path) -> bool:
+    """Refuse a ``.txt`` that is not UTF-8 text; return whether it holds ``<|endoftext|>``."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(f"{path} is UTF-16 text: save it as UTF-8 (stories separated by {EOT_TEXT}, or one per line)")
+        if b"\x00" in head:
+            raise DataError(f"{path} holds NUL bytes, so it is not a text file: give a UTF-8 .txt, .jsonl or .parquet file")
+        f.seek(0)
+        tail = b""
+        while block := f.read(1 << 24):  # a plain byte search: about a second per GB
+            if EOT_TEXT.encode() in tail + block:
+                return True
+            tail = block[-len(EOT_TEXT):]
+    return False
+
+
+def _read_text_file(path: Path, log: Callable[[str], None]) -> Iterator[str]:
+    separated = _check_text_file(path)
+    if not separated:
+        log(f"{path} has no {EOT_TEXT} separators: taking one story per line")
+    with open(path, encoding="utf-8") as f:
+        try:
+            if not separated:
+                yield from f
+                return
             pending = ""
             while block := f.read(1 << 22):
                 pieces = (pending + block).split(EOT_TEXT)
                 pending = pieces.pop()
                 yield from (p.strip() for p in pieces)
             yield pending.strip()
-    elif path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for line_number, line in enumerate(f, 1):
-                if line.strip():
-                    record = json.loads(line)
-                    if "text" not in record:
-                        raise DataError(f"{path}:{line_number} has no 'text' field (fields: {sorted(record)})")
-                    yield record["text"]
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} cannot be decoded): save it as UTF-8"
+            ) from None
 
+
+def _read_jsonl_file(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            for line_number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}:{line_number} is not valid JSON ({error.msg}, column {error.colno}): "
+                                    'each line must be one object like {"text": "Once upon a time..."}') from None
+                text = record.get("text") if isinstance(record, dict) else None
+                if not isinstance(record, dict) or "text" not in record:
+                    fields = sorted(record) if isinstance(record, dict) else type(record).__name__
+                    raise DataError(f"{path}:{line_number} has no 'text' field ({fields}): "
+                                    'each line must be one object like {"text": "Once upon a time..."}')
+                if not isinstance(text, str):
+                    raise DataError(f"{path}:{line_number}: 'text' must be a string, not {json.dumps(text)}")
+                yield text
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not UTF-8 text: save it as UTF-8 JSON lines") from None
+
+
+def _read_parquet_file(path: Path) -> Iterator[str]:
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
         table = pq.ParquetFile(path)
-        if "text" not in table.schema_arrow.names:
-            raise DataError(f"{path} has no 'text' column (columns: {table.schema_arrow.names})")
-        for batch in table.iter_batches(batch_size=1000, columns=["text"]):
-            yield from batch.column("text").to_pylist()
-    else:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
+    except (pyarrow.ArrowException, OSError) as error:
+        raise DataError(f"{path} is not a parquet file ({str(error).splitlines()[0]})") from None
+    if "text" not in table.schema_arrow.names:
+        raise DataError(f"{path} has no 'text' column (columns: {table.schema_arrow.names})")
+    if not pyarrow.types.is_string(table.schema_arrow.field("text").type) and not pyarrow.types.is_large_string(
+            table.schema_arrow.field("text").type):
+        raise DataError(f"{path}: the 'text' column holds {table.schema_arrow.field('text').type}, not strings")
+    for batch in table.iter_batches(batch_size=1000, columns=["text"]):
+        yield from batch.column("text").to_pylist()
+
+
+def _read_local_file(path: Path, log: Callable[[str], None] = print) -> Iterator[str]:
+    """The stories of one local file: ``.txt`` (separated by ``<|endoftext|>``, or one per line
+    when the file has no separator), ``.jsonl`` or ``.parquet`` (a ``text`` field)."""
+    if path.suffix == ".txt":
+        return _read_text_file(path, log)
+    if path.suffix == ".jsonl":
+        return _read_jsonl_file(path)
+    if path.suffix == ".parquet":
+        return _read_parquet_file(path)
+    raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
 
 
 def _non_empty(texts: Iterable[str]) -> Iterator[str]:
     return (t for t in texts if t and t.strip())
 
 
-def _local_source(path: Path) -> dict[str, Iterable[str]]:
+def _local_source(path: Path, log: Callable[[str], None]) -> dict[str, Iterable[str]]:
+    def read(p: Path) -> Iterator[str]:
+        return _read_local_file(p, log)
+
     if path.is_file():
         # One file holds both splits: each story's split is decided by a hash of its text (as
         # the generator does), by the workers, in a single pass over the file.
-        return {MIXED: _non_empty(_read_local_file(path))}
+        return {MIXED: _non_empty(read(path))}
     files = sorted(p for p in path.iterdir() if p.suffix in LOCAL_SUFFIXES)
     validation = [p for p in files if "valid" in p.name.lower()]
     train = [p for p in files if p not in validation]
@@ -159,12 +225,21 @@ def _local_source(path: Path) -> dict[str, Iterable[str]]:
             f"(found {[p.name for p in files]})"
         )
     return {
-        "train": _non_empty(itertools.chain.from_iterable(map(_read_local_file, train))),
-        "validation": _non_empty(itertools.chain.from_iterable(map(_read_local_file, validation))),
+        "train": _non_empty(itertools.chain.from_iterable(map(read, train))),
+        "validation": _non_empty(itertools.chain.from_iterable(map(read, validation))),
     }
 
 
-def open_source(source: str | os.PathLike, **options) -> dict[str, Iterable[str]]:
+def _check_counts(options: dict, names: tuple[str, ...], allow_none: bool = False) -> None:
+    for name in names:
+        value = options.get(name)
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataError(f"{name} must be a whole number >= 1{' or None' if allow_none else ''}, not {value!r}")
+
+
+def open_source(source: str | os.PathLike, log: Callable[[str], None] = print, **options) -> dict[str, Iterable[str]]:
     """The stories of each split, as lazy iterables of strings (under the key ``MIXED`` when
     one stream holds both splits and a hash of each story decides).
 
@@ -172,12 +247,15 @@ def open_source(source: str | os.PathLike, **options) -> dict[str, Iterable[str]
     ``"tinystories"`` (option: ``max_stories`` per split, ``None`` for all) or a local path.
     """
     if source == "synthetic":
-        return _synthetic_source(**{**SYNTHETIC_DEFAULTS, **options})
+        options = {**SYNTHETIC_DEFAULTS, **options}
+        _check_counts(options, ("train_stories", "validation_stories"))
+        return _synthetic_source(**options)
     if source == "tinystories":
+        _check_counts(options, ("max_stories",), allow_none=True)
         return _tinystories_source(options.get("max_stories"))
     path = Path(source).expanduser()
     if path.exists():
-        return _local_source(path)
+        return _local_source(path, log)
     raise DataError(f"Unknown source {str(source)!r}: use 'synthetic', 'tinystories' or the path of a local file or folder.")
 
 
@@ -214,6 +292,11 @@ def _encode_stories(stories: list[str]) -> np.ndarray:
         ids += tokenizer.encode_ordinary(story)
         ids.append(tokenizer.eot_token)
     return np.array(ids, dtype=TOKEN_DTYPE)
+
+
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C to the main process, which stops them (no worker tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -262,13 +345,88 @@ def _check_tokenizer_fits():
 
 
 def read_info(data_dir: str | os.PathLike) -> DatasetInfo | None:
-    """The dataset described by ``data_dir/meta.json``, or ``None`` if there is no complete one."""
+    """The dataset described by ``data_dir/meta.json``, or ``None`` if there is no complete one.
+    A ``meta.json`` that cannot be read is a :class:`DataError` naming the file."""
     meta_path = Path(data_dir) / META_FILE
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
-    meta["splits"] = {name: SplitInfo(**split) for name, split in meta["splits"].items()}
-    return DatasetInfo(**meta, path=str(Path(data_dir)))
+    redo = "the dataset is damaged: prepare it again with --overwrite (overwrite=True)"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"{meta_path} is not valid JSON ({error}): {redo}") from None
+    fields = [name for name in DatasetInfo.__dataclass_fields__ if name not in ("path", "format_version")]
+    missing = [name for name in fields if not isinstance(meta, dict) or name not in meta]
+    if missing:
+        raise DataError(f"{meta_path} lacks {', '.join(missing)}: {redo}")
+    try:
+        meta["splits"] = {name: SplitInfo(**meta["splits"][name]) for name in SPLITS}
+        info = DatasetInfo(**meta, path=str(Path(data_dir)))
+        np.dtype(info.dtype)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise DataError(f"{meta_path} does not describe both splits ({type(error).__name__}: {error}): {redo}") from None
+    return info
+
+
+def verify_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Check that each split's file holds as many tokens as ``meta.json`` says (a copy cut
+    short, or a file replaced by hand, is caught here rather than read as data)."""
+    itemsize = np.dtype(info.dtype).itemsize
+    for split in info.splits.values():
+        path = Path(info.path) / split.file
+        if not path.is_file():
+            raise DataError(f"{path} is missing, though {META_FILE} lists it: prepare the dataset again with --overwrite")
+        size = path.stat().st_size
+        if size % itemsize:
+            raise DataError(f"{path} is {size:,} bytes, not a whole number of {itemsize}-byte tokens: the file is "
+                            "damaged; prepare the dataset again with --overwrite (overwrite=True)")
+        if size != split.tokens * itemsize:
+            raise DataError(
+                f"{path} holds {size // itemsize:,} tokens but {META_FILE} says {split.tokens:,}: the file is damaged "
+                "or cut short; prepare the dataset again with --overwrite (overwrite=True)"
+            )
+    return info
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """A clear error when ``out_dir`` cannot be a folder of ours."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} is a file, not a folder: choose a folder for the dataset")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{out_dir} cannot be created: {parent} is a file, not a folder")
+            break
+
+
+@contextlib.contextmanager
+def _preparation_lock(out_dir: Path):
+    """Only one preparation at a time in a folder: a second one (another terminal, a notebook
+    beside a script) is refused while the first runs, so their files never mix and
+    ``overwrite`` never deletes what another process is writing."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(out_dir / LOCK_FILE, "a+")
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            print(f"(no file locking on {sys.platform}: do not prepare into {out_dir} from two processes at once)")
+            yield
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise DataError(
+                f"{out_dir} is being prepared right now by {holder}: wait for it to finish, or choose another folder"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"process {os.getpid()}")
+        lock.flush()
+        yield
+    finally:
+        lock.close()
 
 
 def prepare_dataset(
@@ -278,58 +436,98 @@ def prepare_dataset(
     overwrite: bool = False,
     num_workers: int | None = None,
     progress: bool = True,
+    log: Callable[[str], None] = print,
     **source_options,
 ) -> DatasetInfo:
     """Tokenize ``source`` into ``out_dir/{train,validation}.bin`` and ``meta.json``.
 
     Reuses a complete dataset already in ``out_dir`` made from the same source and options
     (``overwrite=True`` redoes it). ``num_workers`` processes tokenize in parallel (default:
-    all cores). See :func:`open_source` for the options each source takes.
+    all cores). See :func:`open_source` for the options each source takes; ``log`` receives
+    notices (e.g. how a ``.txt`` without separators is read).
+
+    New tokens go to ``*.bin.tmp`` files, renamed into place at the end, and ``meta.json`` is
+    written last: interrupted (Ctrl-C) or failing, the folder never looks complete with
+    partial data, and a dataset that was there before stays as it was.
     """
     out_dir = Path(out_dir)
     source_name = source if source in ("synthetic", "tinystories") else str(Path(source).expanduser().resolve())
+    _check_out_dir(out_dir)
     existing = read_info(out_dir)
     if existing is not None and not overwrite:
         if existing.source == source_name and existing.source_options == source_options:
-            return existing
+            return verify_dataset(existing)
         raise DataError(
             f"{out_dir} already holds a dataset from {existing.source!r} with {existing.source_options}; "
             f"pass overwrite=True (--overwrite) to replace it, or choose another folder."
         )
     tokenizer = _check_tokenizer_fits()
-    texts = open_source(source, **source_options)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / META_FILE).unlink(missing_ok=True)  # from now on the folder is incomplete
+    texts = open_source(source, log=log, **source_options)
+    with _preparation_lock(out_dir):
+        workers = num_workers or os.cpu_count() or 1
+        pool = multiprocessing.get_context().Pool(workers, initializer=_ignore_interrupts) if workers > 1 else None
+        expected = sum(source_options.get(f"{split}_stories", 0) for split in SPLITS) if source == "synthetic" else None
+        try:
+            with _progress("tokenizing", expected, disable=not progress) as bar:
+                splits = _write_splits(texts, out_dir, pool, bar)
+        except OSError:  # a full disk: free what was written
+            for split in SPLITS:
+                (out_dir / f"{split}.bin.tmp").unlink(missing_ok=True)
+            raise
+        finally:
+            if pool is not None:
+                pool.terminate()
+        found = ", ".join(f"{info.stories:,} {split}" for split, info in splits.items())
+        for split, info in splits.items():
+            if info.tokens == 0:
+                raise DataError(
+                    f"The {split} split of {source_name!r} holds no stories (found {found}): a file holds both splits "
+                    f"when it has many stories, separated by {EOT_TEXT} or one per line; a folder needs files of both."
+                )
+        # Until here an earlier dataset in the folder stayed complete and usable (the new tokens
+        # went to *.tmp files). From here until meta.json is written, the folder is incomplete.
+        (out_dir / META_FILE).unlink(missing_ok=True)
+        for split in SPLITS:
+            os.replace(out_dir / f"{split}.bin.tmp", out_dir / f"{split}.bin")
 
-    workers = num_workers or os.cpu_count() or 1
-    pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
-    expected = sum(source_options.get(f"{split}_stories", 0) for split in SPLITS) if source == "synthetic" else None
-    try:
-        with _progress("tokenizing", expected, disable=not progress) as bar:
-            splits = _write_splits(texts, out_dir, pool, bar)
-    finally:
-        if pool is not None:
-            pool.terminate()
-    for split, info in splits.items():
-        if info.tokens == 0:
-            raise DataError(f"The {split} split of {source_name!r} holds no stories: nothing to train or evaluate on.")
-    for split in SPLITS:
-        os.replace(out_dir / f"{split}.bin.tmp", out_dir / f"{split}.bin")
-
-    info = DatasetInfo(
-        source=source_name,
-        source_options=source_options,
-        tokenizer=tokenizer.name,
-        n_vocab=tokenizer.n_vocab,
-        eot_token=tokenizer.eot_token,
-        dtype=np.dtype(TOKEN_DTYPE).name,
-        splits=splits,
-        path=str(out_dir),
-    )
-    meta = {k: v for k, v in asdict(info).items() if k != "path"}
-    (out_dir / f"{META_FILE}.tmp").write_text(json.dumps(meta, indent=2))
-    os.replace(out_dir / f"{META_FILE}.tmp", out_dir / META_FILE)
+        info = DatasetInfo(
+            source=source_name,
+            source_options=source_options,
+            tokenizer=tokenizer.name,
+            n_vocab=tokenizer.n_vocab,
+            eot_token=tokenizer.eot_token,
+            dtype=np.dtype(TOKEN_DTYPE).name,
+            splits=splits,
+            path=str(out_dir),
+        )
+        meta = {k: v for k, v in asdict(info).items() if k != "path"}
+        (out_dir / f"{META_FILE}.tmp").write_text(json.dumps(meta, indent=2))
+        os.replace(out_dir / f"{META_FILE}.tmp", out_dir / META_FILE)
     return info
+
+
+PARTIAL_FILES = {f"{split}.bin{tmp}" for split in SPLITS for tmp in ("", ".tmp")} | {f"{META_FILE}.tmp", LOCK_FILE}
+
+
+def ensure_dataset(data_dir: str | os.PathLike, source: str | os.PathLike, *, progress: bool = True,
+                   log: Callable[[str], None] = print, **source_options) -> DatasetInfo:
+    """The complete dataset in ``data_dir``, whatever source and options prepared it (a
+    TinyStories copy you prepared yourself, say); prepared from ``source`` only when the
+    folder is missing, empty, or holds the partial files of an interrupted preparation.
+    Anything else in the folder is left alone, with an error that says so."""
+    data_dir = Path(data_dir)
+    _check_out_dir(data_dir)
+    info = read_info(data_dir)
+    if info is not None:
+        return verify_dataset(info)
+    others = sorted(p.name for p in data_dir.iterdir() if p.name not in PARTIAL_FILES) if data_dir.is_dir() else []
+    if others:
+        raise DataError(
+            f"{data_dir} holds no complete dataset (no {META_FILE}) but other files ({', '.join(others[:5])}): "
+            f"prepare one there with python -m slm_helpers.data --out-dir {data_dir}, or choose an empty folder"
+        )
+    log(f"no dataset in {data_dir}: preparing it from {str(source)!r}")
+    return prepare_dataset(source, data_dir, progress=progress, log=log, **source_options)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -347,16 +545,16 @@ def load_tokens(data_dir: str | os.PathLike, split: str) -> np.memmap:
             f"slm_helpers.data.prepare_dataset('synthetic', '{data_dir}') or notebook 01."
         )
     path = data_dir / info.splits[split].file
-    size = path.stat().st_size
+    size = path.stat().st_size if path.is_file() else -1
     itemsize = np.dtype(info.dtype).itemsize
-    if size % itemsize:
-        raise DataError(f"{path} is {size:,} bytes, not a whole number of {itemsize}-byte tokens: the file is damaged.")
-    if size // itemsize != info.splits[split].tokens:
-        raise DataError(
-            f"{path} holds {size // itemsize:,} tokens but {META_FILE} says {info.splits[split].tokens:,}: "
-            "prepare the dataset again with overwrite=True."
-        )
+    if size != info.splits[split].tokens * itemsize:
+        verify_dataset(info)  # raises, saying what is wrong with which file
     return np.memmap(path, dtype=info.dtype, mode="r")
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
 
 
 def get_batch(
@@ -377,6 +575,8 @@ def get_batch(
     """
     import torch
 
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("block_size", block_size)
     tokens = load_tokens(data_dir, split)
     if len(tokens) <= block_size:
         raise DataError(
@@ -396,18 +596,21 @@ def get_batch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from slm_helpers import cli
+
+    parser = cli.ArgumentParser(
         prog="python -m slm_helpers.data",
         description="Tokenize stories into train.bin / validation.bin (uint16 memmaps) and meta.json.",
     )
     parser.add_argument("--source", required=True, help="'synthetic', 'tinystories', or a local .txt/.jsonl/.parquet file or folder")
     parser.add_argument("--out-dir", required=True, help="folder to write train.bin, validation.bin and meta.json into")
-    parser.add_argument("--train-stories", type=int, default=SYNTHETIC_DEFAULTS["train_stories"], help="synthetic only: stories in the train split")
-    parser.add_argument("--validation-stories", type=int, default=SYNTHETIC_DEFAULTS["validation_stories"], help="synthetic only: stories in the validation split")
+    parser.add_argument("--train-stories", type=cli.positive_int, default=SYNTHETIC_DEFAULTS["train_stories"], help="synthetic only: stories in the train split")
+    parser.add_argument("--validation-stories", type=cli.positive_int, default=SYNTHETIC_DEFAULTS["validation_stories"], help="synthetic only: stories in the validation split")
     parser.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"], help="synthetic only: which stories to generate")
-    parser.add_argument("--max-stories", type=int, default=None, help="tinystories only: stop after this many stories per split")
-    parser.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: all cores)")
+    parser.add_argument("--max-stories", type=cli.positive_int, default=None, help="tinystories only: stop after this many stories per split")
+    parser.add_argument("--workers", type=cli.positive_int, default=None, help="tokenizer processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="redo a dataset that already exists in --out-dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     if args.source == "synthetic":
@@ -416,14 +619,16 @@ def main(argv: list[str] | None = None) -> int:
         options = dict(max_stories=args.max_stories)
     else:
         options = {}
-    try:
-        info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, num_workers=args.workers, **options)
-    except (DataError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, num_workers=args.workers,
+                           progress=not args.no_progress, **options)
     print(f"{args.out_dir}: {info.describe()}")
     return 0
 
 
+INTERRUPTED = ("interrupted: the new tokens were only in *.bin.tmp files, so nothing takes them for a complete "
+               "dataset; run the same command again to prepare it")
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from slm_helpers.cli import run
+
+    sys.exit(run(main, on_interrupt=INTERRUPTED))

@@ -18,8 +18,8 @@ From a terminal::
 
 from __future__ import annotations
 
-import argparse
 import codecs
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -27,13 +27,24 @@ from pathlib import Path
 
 import torch
 
+from slm_helpers.checkpoint import MAKE_IT, CheckpointError, load_file
 from slm_helpers.model import GPT, GPTConfig, KVCache
 
-MAKE_IT = "Notebook 04 or `python -m slm_helpers.train --preset cpu` writes it"
 
-
-class CheckpointError(RuntimeError):
-    """A weights file that is missing or cannot be read."""
+def describe_mismatch(expected: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> str:
+    """Every difference between a model's state dict and a saved one, on one line."""
+    parts = []
+    shapes = [f"{k} {tuple(saved[k].shape)} in the file vs {tuple(v.shape)} in the model"
+              for k, v in expected.items() if k in saved and hasattr(saved[k], "shape") and saved[k].shape != v.shape]
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    if shapes:
+        parts.append("shapes differ: " + "; ".join(shapes))
+    if missing:
+        parts.append(f"missing from the file: {', '.join(missing)}")
+    if unexpected:
+        parts.append(f"not in the model: {', '.join(unexpected)}")
+    return ". ".join(parts)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", config: GPTConfig | None = None) -> GPT:
@@ -41,42 +52,52 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", conf
     the model's configuration), loaded with ``weights_only=True``. A bare state dict, as the
     original script saved, needs ``config``."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No weights at {path}. {MAKE_IT}.")
-    try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # a truncated zip, a pickle with code, an unrelated file...
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}). {MAKE_IT} again.") from None
+    saved = load_file(path, "weights file")
     if isinstance(saved, dict) and "model" in saved and "model_config" in saved:
-        config, state = GPTConfig(**saved["model_config"]), saved["model"]
-    elif config is not None:
+        try:
+            config = GPTConfig(**saved["model_config"])
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path} holds a model configuration this version cannot build ({error})") from None
+        state = saved["model"]
+    elif config is not None and isinstance(saved, dict):
         state = saved
+    elif isinstance(saved, dict) and all(isinstance(v, torch.Tensor) for v in saved.values()):
+        raise CheckpointError(
+            f"{path} holds bare weights without a model configuration (as the original script saved them): use the "
+            f"best_model_params.pt or checkpoint.pt that slm_helpers.train writes, or in Python "
+            f"load_model(path, config=GPTConfig(...))"
+        )
     else:
-        raise CheckpointError(f"{path} holds weights without a model configuration: pass config=GPTConfig(...).")
+        raise CheckpointError(f"{path} holds no model weights that slm_helpers can read; {MAKE_IT}")
     model = GPT(config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the model {config}: {str(error).splitlines()[0]}") from None
+    mismatch = describe_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"{path} does not fit the model {config}: {mismatch}")
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Clear errors for settings that make no sense."""
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), not {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None for no limit), not {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), not {top_p}")
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 1) -> None:
+    """Clear errors for settings that make no sense. Infinite temperature is refused too: it
+    would make every token equally likely, silently undoing top-k."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a whole number >= 1, not {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy, 1 = the model's own odds), "
+                         f"not {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a whole number >= 1 (or None for no limit), not {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), not {top_p!r}: it keeps the most likely "
+                         "tokens until their probabilities add up to top_p")
 
 
 def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                             top_p: float | None = None) -> torch.Tensor:
     """Probabilities of the next token from a ``(vocab_size,)`` row of logits after temperature,
     top-k and top-p. Temperature 0 puts all probability on the argmax."""
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).to(torch.float32)
     logits = logits.float() / temperature
@@ -105,18 +126,30 @@ def prepare_prompt(prompt_ids: list[int], block_size: int, eot_token: int, log=p
     return list(prompt_ids)
 
 
-@torch.inference_mode()
 def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  stop_token: int | None = None, use_kv_cache: bool = True) -> Iterator[int]:
     """Yield new token ids one at a time (the prompt must fit in the context; see
-    :func:`prepare_prompt`). Stops after ``max_new_tokens`` or right after ``stop_token``."""
-    check_sampling(max_new_tokens, temperature, top_k, top_p)
-    block_size = model.config.block_size
+    :func:`prepare_prompt`). Stops after ``max_new_tokens`` or right after ``stop_token``.
+    Bad settings raise here, before the first token, not when the first token is asked for."""
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    block_size, vocab_size = model.config.block_size, model.config.vocab_size
     if not 0 < len(prompt_ids) <= block_size:
         raise ValueError(f"the prompt must hold 1 to {block_size} tokens, not {len(prompt_ids)}: use prepare_prompt")
+    bad = [i for i in prompt_ids if not isinstance(i, int) or not 0 <= i < vocab_size]
+    if bad:
+        raise ValueError(f"prompt id {bad[0]!r} is outside the model's vocabulary [0, {vocab_size})")
+    return _generate_ids(model, list(prompt_ids), max_new_tokens, temperature, top_k, top_p, seed, stop_token,
+                         use_kv_cache)
+
+
+@torch.inference_mode()
+def _generate_ids(model: GPT, ids: list[int], max_new_tokens: int, temperature: float, top_k: int | None,
+                  top_p: float | None, seed: int | None, stop_token: int | None, use_kv_cache: bool) -> Iterator[int]:
+    block_size = model.config.block_size
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
+    # Sample on the CPU: multinomial on Apple's MPS has been reported to pick zero-probability tokens.
+    generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
     else:
@@ -124,7 +157,6 @@ def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, tempera
     # The head's weight is the token embedding, (vocab_size, n_embd). One vector times it is
     # memory-bound and, on CPUs, ran ~3x faster against a transposed contiguous copy (made once).
     head = model.lm_head.weight.t().contiguous()
-    ids = list(prompt_ids)
     cache = KVCache(model.config.n_layer) if use_kv_cache else None
     for _ in range(max_new_tokens):
         if cache is not None and len(ids) <= block_size:
@@ -132,7 +164,7 @@ def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, tempera
             hidden = model.hidden_states(torch.tensor([new], device=device), cache)
         else:  # no cache, or past the context: the last block_size tokens, recomputed
             hidden = model.hidden_states(torch.tensor([ids[-block_size:]], device=device))
-        probs = next_token_distribution(hidden[0, -1] @ head, temperature, top_k, top_p)
+        probs = next_token_distribution(hidden[0, -1] @ head, temperature, top_k, top_p).cpu()
         token = int(probs.argmax()) if temperature == 0 else int(torch.multinomial(probs, 1, generator=generator))
         ids.append(token)
         yield token
@@ -144,12 +176,18 @@ def stream_story(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 200, 
                  top_k: int | None = 200, top_p: float | None = None, seed: int | None = None,
                  stop_at_eot: bool = True, use_kv_cache: bool = True, log=print) -> Iterator[str]:
     """Yield the continuation of ``prompt`` as text, piece by piece as tokens come (a token can
-    end in the middle of a multi-byte character, so bytes are decoded incrementally)."""
+    end in the middle of a multi-byte character, so bytes are decoded incrementally). Bad
+    settings raise here, before anything is generated."""
     prompt_ids = prepare_prompt(tokenizer.encode_ordinary(prompt), model.config.block_size, tokenizer.eot_token, log)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     stop = tokenizer.eot_token if stop_at_eot else None
-    for token in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, stop, use_kv_cache):
-        if token == tokenizer.eot_token and stop_at_eot:
+    tokens = generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, stop, use_kv_cache)
+    return _decode_stream(tokens, tokenizer, stop)
+
+
+def _decode_stream(tokens: Iterator[int], tokenizer, stop: int | None) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in tokens:
+        if token == stop:
             break
         text = decoder.decode(tokenizer.decode_single_token_bytes(token))
         if text:
@@ -163,34 +201,34 @@ def write_story(model: GPT, tokenizer, prompt: str, **settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from slm_helpers.tokenizer import TokenizerUnavailableError, get_tokenizer
+    from slm_helpers import cli
+    from slm_helpers.device import choose_device
+    from slm_helpers.tokenizer import get_tokenizer
 
-    parser = argparse.ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
+    parser = cli.ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
     parser.add_argument("--checkpoint", required=True, help="best_model_params.pt or checkpoint.pt")
     parser.add_argument("--prompt", default="", help="how the story begins (empty: the model starts a story itself)")
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=200)
-    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--max-new-tokens", type=cli.positive_int, default=200)
+    parser.add_argument("--temperature", type=cli.non_negative_float, default=0.8, help="0 = greedy")
+    parser.add_argument("--top-k", type=cli.positive_int, default=200)
+    parser.add_argument("--top-p", type=cli.probability, default=None)
     parser.add_argument("--seed", type=int, default=None, help="the same seed writes the same story")
     parser.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every token")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     args = parser.parse_args(argv)
-    try:
-        model = load_model(args.checkpoint, args.device)
-        tokenizer = get_tokenizer()
-        pieces = stream_story(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
-                              args.top_p, args.seed, use_kv_cache=not args.no_kv_cache,
-                              log=lambda message: print(message, file=sys.stderr))
-        print(args.prompt, end="", flush=True)
-        for piece in pieces:
-            print(piece, end="", flush=True)
-        print()
-    except (ValueError, CheckpointError, TokenizerUnavailableError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    device, _ = choose_device(args.device)  # a device this machine lacks is an error before any loading
+    model = load_model(args.checkpoint, device)
+    pieces = stream_story(model, get_tokenizer(), args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                          args.top_p, args.seed, use_kv_cache=not args.no_kv_cache,
+                          log=lambda message: print(message, file=sys.stderr))
+    print(args.prompt, end="", flush=True)
+    for piece in pieces:
+        print(piece, end="", flush=True)
+    print()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from slm_helpers.cli import run
+
+    sys.exit(run(main))

@@ -33,16 +33,39 @@ class GPTConfig:
     flash: bool = True  # False forces the manual attention path even where the fused one exists
 
     def __post_init__(self) -> None:
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number (int), not {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, not {value}")
+        for name in ("bias", "flash"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), not {self.dropout!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}: each head gets "
                 f"n_embd // n_head channels. Try n_head in {[h for h in range(1, 17) if self.n_embd % h == 0]}."
             )
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+
+
+def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
+    """A clear error for input the model cannot read: not a 2-D ``(batch, time)`` tensor of
+    integer ids, or ids outside the vocabulary. The range is checked only for ids on the CPU,
+    where it is cheap; on a GPU it would stop the device twice per forward pass (the training
+    loop checks the dataset once instead, and generation checks the prompt's ids)."""
+    if not isinstance(idx, torch.Tensor):
+        raise ValueError(f"idx must be a tensor of token ids, not {type(idx).__name__}: use torch.tensor([ids])")
+    if idx.dim() != 2:
+        raise ValueError(f"idx must be 2-D, (batch, time), not of shape {tuple(idx.shape)}: "
+                         + ("add a batch dimension with idx[None]" if idx.dim() == 1 else "one row of ids per sequence"))
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise ValueError(f"idx must hold integer token ids (torch.long), not {idx.dtype}: use idx.long() on whole numbers")
+    if idx.device.type == "cpu" and idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
+        bad = int(idx.max()) if idx.max() >= vocab_size else int(idx.min())
+        raise ValueError(f"Token id {bad} is outside the vocabulary [0, {vocab_size}).")
 
 
 class LayerKVCache:
@@ -185,6 +208,7 @@ class GPT(nn.Module):
         With a ``cache``, ``idx`` holds only the new tokens: positions continue after the
         cached ones.
         """
+        check_token_ids(idx, self.config.vocab_size)
         B, T = idx.size()
         start = len(cache) if cache is not None else 0
         if start + T > self.config.block_size:
@@ -193,9 +217,6 @@ class GPT(nn.Module):
                 f"position embeddings for {self.config.block_size} positions only. Keep the last "
                 f"{self.config.block_size} tokens (idx[:, -block_size:])."
             )
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            bad = int(idx.max()) if idx.max() >= self.config.vocab_size else int(idx.min())
-            raise ValueError(f"Token id {bad} is outside the vocabulary [0, {self.config.vocab_size}).")
         pos = torch.arange(start, start + T, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for i, block in enumerate(self.transformer.h):

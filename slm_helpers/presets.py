@@ -1,6 +1,8 @@
 """Named sizes for the whole series: which data, how big a model, how long to train.
 
 * ``ci``  - seconds on 2 CPU cores: what CI runs, and what the stored notebook outputs show.
+  It always trains on the CPU in fp32, whatever the machine offers, so its numbers are the
+  same on every machine (a GPU, or a CPU with native bf16, would print other losses).
 * ``cpu`` - a laptop run of roughly 10-20 minutes on the built-in synthetic stories.
 * ``gpu`` - the original run: TinyStories, 6 layers x 384 wide, 20,000 optimizer steps,
   with its four bugs fixed (see notebook 04).
@@ -63,6 +65,7 @@ PRESETS: dict[str, Preset] = {
         train=TrainConfig(
             batch_size=8, grad_accum_steps=2, max_steps=40, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
             eval_interval=10, eval_batches=4, weight_decay=0.1,
+            device="cpu", dtype="float32",  # reproducible everywhere: the saved outputs are compared by nbval
         ),
     ),
     "cpu": Preset(

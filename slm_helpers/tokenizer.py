@@ -23,16 +23,14 @@ RANKS_FILE_ENV = "SLM_GPT2_TIKTOKEN"
 GPT2_N_VOCAB = 50257
 EOT_TOKEN_ID = 50256
 
-HOW_TO_GET_RANKS = f"""\
-Two ways to fix it:
-  * on a machine with internet, unset {RANKS_FILE_ENV} and tiktoken downloads the files itself;
-  * offline, set {RANKS_FILE_ENV} to a GPT-2 ranks file. Anyone can rebuild it from PyPI:
-        pip download --no-deps --no-binary :all: openai-whisper==20250625
-        tar xzf openai_whisper-20250625.tar.gz openai_whisper-20250625/whisper/assets/gpt2.tiktoken
-        export {RANKS_FILE_ENV}=$PWD/openai_whisper-20250625/whisper/assets/gpt2.tiktoken"""
+HOW_TO_GET_RANKS = (
+    f"online, unset {RANKS_FILE_ENV} and tiktoken downloads its files; offline, set {RANKS_FILE_ENV} to a GPT-2 ranks "
+    "file, which anyone rebuilds from PyPI: `pip download --no-deps --no-binary :all: openai-whisper==20250625`, "
+    "then take openai_whisper-20250625/whisper/assets/gpt2.tiktoken from the archive (README.md, 'Without internet')"
+)
 
 
-class TokenizerUnavailableError(RuntimeError):
+class TokenizerUnavailableError(ValueError):
     """The GPT-2 encoding could neither be downloaded nor built from a local file."""
 
 
@@ -44,11 +42,18 @@ def gpt2_from_ranks_file(path: str | os.PathLike) -> tiktoken.Encoding:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise TokenizerUnavailableError(f"{RANKS_FILE_ENV} points at {path}, which is not a file.\n{HOW_TO_GET_RANKS}")
-    ranks = load_tiktoken_bpe(str(path))
+        raise TokenizerUnavailableError(f"{RANKS_FILE_ENV} points at {path}, which is not a file: {HOW_TO_GET_RANKS}")
+    try:
+        ranks = load_tiktoken_bpe(str(path))
+    except Exception as error:  # binascii.Error, ValueError, UnicodeDecodeError...: not 'base64 rank' lines
+        raise TokenizerUnavailableError(
+            f"{RANKS_FILE_ENV} points at {path}, which is not a GPT-2 ranks file ({type(error).__name__}: its lines "
+            f"should be 'base64-token rank'): {HOW_TO_GET_RANKS}"
+        ) from None
     if len(ranks) != EOT_TOKEN_ID:
         raise TokenizerUnavailableError(
-            f"{path} holds {len(ranks)} ranks, but GPT-2 has {EOT_TOKEN_ID}: is it the right file?\n{HOW_TO_GET_RANKS}"
+            f"{RANKS_FILE_ENV} points at {path}, which holds {len(ranks)} ranks where GPT-2 has {EOT_TOKEN_ID}: "
+            f"{HOW_TO_GET_RANKS}"
         )
     return tiktoken.Encoding(
         name="gpt2",
@@ -74,5 +79,5 @@ def get_tokenizer() -> tiktoken.Encoding:
         return tiktoken.get_encoding("gpt2")
     except Exception as error:  # requests' ConnectionError, a blocked proxy, a bad cache...
         raise TokenizerUnavailableError(
-            f"Could not download the GPT-2 tokenizer files ({type(error).__name__}).\n{HOW_TO_GET_RANKS}"
+            f"could not download the GPT-2 tokenizer files ({type(error).__name__}): {HOW_TO_GET_RANKS}"
         ) from None

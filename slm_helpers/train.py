@@ -23,9 +23,7 @@ From a terminal, also under ``torchrun --nproc_per_node=N`` (DistributedDataPara
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import os
 import sys
@@ -36,13 +34,25 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from slm_helpers.data import DataError, get_batch, prepare_dataset, read_info
-from slm_helpers.model import GPT
+from slm_helpers.checkpoint import (
+    BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CHECKPOINT_VERSION, HISTORY_FILE, RUN_FILES, CheckpointError, atomic_save,
+    atomic_write_json, existing_run_files, load_checkpoint, load_history,
+)
+from slm_helpers.data import DataError, ensure_dataset, get_batch, read_info, verify_dataset
+from slm_helpers.device import (
+    DEVICE_PATTERN, DTYPES, autocast_context, choose_device, choose_dtype, keep_large_buffers_on_the_heap,
+    make_grad_scaler,
+)
+from slm_helpers.model import GPT, GPTConfig
 
-BEST_WEIGHTS_FILE = "best_model_params.pt"
-CHECKPOINT_FILE = "checkpoint.pt"
-HISTORY_FILE = "history.json"
-CHECKPOINT_VERSION = 1
+__all__ = [
+    "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "HISTORY_FILE", "TrainConfig", "TrainResult", "TrainingDiverged",
+    "RunExistsError", "choose_device", "choose_dtype", "make_grad_scaler", "load_checkpoint", "load_history",
+    "make_optimizer", "make_scheduler", "learning_rates", "optimizer_step", "estimate_loss", "train", "ensure_trained",
+]
+
+# Settings that may change when a run is resumed: where it runs and in which precision.
+RESUMABLE_CHANGES = ("device", "dtype")
 
 
 @dataclass(frozen=True)
@@ -66,90 +76,35 @@ class TrainConfig:
     dtype: str = "auto"  # "auto", "bfloat16", "float16", "float32"
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if not 0 <= self.warmup_steps < self.max_steps:
+        for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches", "warmup_steps",
+                     "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number (int), not {type(value).__name__} {value!r}")
+            if value < (0 if name in ("warmup_steps", "seed") else 1):
+                raise ValueError(f"{name} must be >= {0 if name in ('warmup_steps', 'seed') else 1}, not {value}")
+        for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if self.learning_rate == 0 or self.eps == 0:
+            raise ValueError(f"learning_rate and eps must be > 0, not {self.learning_rate} and {self.eps}")
+        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), not {self.betas!r}")
+        if not self.warmup_steps < self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}), not {self.warmup_steps}")
-        if not 0 <= self.min_lr < self.learning_rate:
+        if not self.min_lr < self.learning_rate:
             raise ValueError(
                 f"min_lr={self.min_lr} must be below learning_rate={self.learning_rate}: a floor above the peak makes "
                 "the cosine 'decay' raise the learning rate (the original run's bug 1). Try learning_rate / 10."
             )
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r}")
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {self.dtype!r}")
 
     def tokens_per_step(self, block_size: int, world_size: int = 1) -> int:
         return self.batch_size * block_size * self.grad_accum_steps * world_size
-
-
-# ----------------------------------------------------------------------------- device and precision
-
-
-def choose_device(requested: str = "auto") -> tuple[torch.device, str]:
-    """The device to train on and why: CUDA, then MPS (recent torch only), then the CPU."""
-    if requested != "auto":
-        return torch.device(requested), "requested"
-    if torch.cuda.is_available():
-        return torch.device("cuda"), f"CUDA is available ({torch.cuda.get_device_name()})"
-    torch_version = tuple(int(p) for p in torch.__version__.split(".")[:2])
-    if torch.backends.mps.is_available() and torch_version >= (2, 4):
-        return torch.device("mps"), "Apple MPS is available and torch >= 2.4 (older versions gave wrong losses)"
-    return torch.device("cpu"), "no GPU found"
-
-
-def _cpu_has_native_bf16() -> bool:
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def choose_dtype(device: torch.device, requested: str = "auto") -> tuple[torch.dtype, str]:
-    """The autocast dtype for ``device`` and why (measured, not by habit)."""
-    if requested != "auto":
-        dtype = getattr(torch, requested, None)
-        if not isinstance(dtype, torch.dtype) or dtype not in (torch.bfloat16, torch.float16, torch.float32):
-            raise ValueError(f"dtype must be 'auto', 'bfloat16', 'float16' or 'float32', not {requested!r}")
-        return dtype, "requested"
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16, "this GPU computes bf16 natively: half the memory traffic, fp32's range, no GradScaler"
-        return torch.float16, "this GPU lacks bf16 (e.g. a T4): fp16 autocast with GradScaler against underflow"
-    if device.type == "cpu" and _cpu_has_native_bf16():
-        return torch.bfloat16, "this CPU has native bf16 instructions"
-    if device.type == "cpu":
-        return torch.float32, "this CPU lacks native bf16: bf16 autocast measured ~30x slower than fp32 here"
-    return torch.float32, f"{device.type}: fp32 is the safe choice"
-
-
-def keep_large_buffers_on_the_heap() -> bool:
-    """On Linux (glibc), let ``malloc`` reuse large freed blocks instead of returning them to
-    the system at once.
-
-    A training step on the CPU allocates buffers of ~100 MB (the logits: batch x block x
-    50,257 floats). By default glibc maps each one fresh from the kernel and unmaps it when
-    freed, so every step pays for zeroing those pages again; here that doubled the time of a
-    ci-preset step (1,470 vs 2,700 tokens/s). Returns whether the setting was applied.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (e.g. musl): nothing to tune
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype):
-    """``torch.autocast`` for low precision; a no-op context for fp32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def make_grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
-    """A GradScaler that is enabled only for fp16 on CUDA, where small gradients underflow."""
-    return torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16 and device.type == "cuda"))
 
 
 # ----------------------------------------------------------------------------- optimizer and schedule
@@ -210,6 +165,13 @@ def optimizer_step(model: torch.nn.Module, optimizer, scaler: torch.amp.GradScal
 # ----------------------------------------------------------------------------- evaluation
 
 
+def _all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """The mean of ``value`` over all processes (sum, then divide: ``ReduceOp.AVG`` is missing
+    on gloo in older torch versions)."""
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
+    return value / torch.distributed.get_world_size()
+
+
 @torch.no_grad()
 def estimate_loss(model, data_dir, config: TrainConfig, block_size: int, device, dtype, seed: int) -> dict[str, float]:
     """Mean loss over ``eval_batches`` batches of each split. The batches come from their own
@@ -226,46 +188,74 @@ def estimate_loss(model, data_dir, config: TrainConfig, block_size: int, device,
                 _, loss = model(x, y)
             total += loss.float()
         losses[split] = total / config.eval_batches
-    if torch.distributed.is_initialized():  # each process evaluated its own batches: average them
-        for value in losses.values():
-            torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.AVG)
+        if torch.distributed.is_initialized():  # each process evaluated its own batches: average them
+            losses[split] = _all_reduce_mean(losses[split])
     model.train(was_training)
     return {split: value.item() for split, value in losses.items()}
 
 
-# ----------------------------------------------------------------------------- files
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-def load_history(out_dir: str | os.PathLike) -> list[dict]:
-    """The evaluation records of a run: step, tokens, lr, train_loss, val_loss."""
-    path = Path(out_dir) / HISTORY_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"No {HISTORY_FILE} in {out_dir}: train first (notebook 04 or python -m slm_helpers.train).")
-    return json.loads(path.read_text())
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """A checkpoint written by :func:`train`, loaded with ``weights_only=True`` (no pickled code)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- checks before a run
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class RunExistsError(ValueError):
+    """The output folder holds an earlier run, and neither resume nor overwrite was asked for."""
+
+
+def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Never replace an earlier run by accident: a new run in a folder that holds one needs
+    ``overwrite=True`` (``--overwrite``); ``resume=True`` continues it instead."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output folder {out_dir} is a file: choose a folder for the run's files")
+    for parent in out_dir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"the output folder {out_dir} cannot be created: {parent} is a file")
+    found = existing_run_files(out_dir)
+    if found and not resume and not overwrite:
+        raise RunExistsError(
+            f"{out_dir} already holds a run ({', '.join(p.name for p in found)}): resume it with --resume "
+            f"(resume=True), replace it with --overwrite (overwrite=True), or choose another output folder"
+        )
+
+
+def check_dataset_fits(data_dir: Path, model_config: GPTConfig) -> None:
+    """The dataset must be complete, and its token ids must be ids the model has."""
+    info = read_info(data_dir)
+    if info is None:
+        raise DataError(f"{data_dir} holds no complete dataset: prepare it first (notebook 01 or python -m slm_helpers.data)")
+    verify_dataset(info)
+    if info.tokenizer != "gpt2":
+        raise DataError(f"{data_dir} was tokenized with {info.tokenizer!r}, but this series trains on GPT-2 ids: "
+                        "prepare the dataset again with slm_helpers.data")
+    if info.n_vocab > model_config.vocab_size:
+        raise DataError(f"{data_dir} holds ids of a {info.n_vocab:,}-token vocabulary, more than the model's "
+                        f"vocab_size={model_config.vocab_size:,}: give the model vocab_size >= {info.n_vocab:,}")
+
+
+def _differences(saved: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    def same(a, b):
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    return [f"{k} {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+            for k in now if k not in ignore and not same(saved.get(k), now.get(k))]
+
+
+def check_resumable(checkpoint: dict, path: Path, model_config: GPTConfig, config: TrainConfig) -> None:
+    """Resume only the run the checkpoint holds: the same model and the same schedule. A longer
+    ``max_steps``, say, would silently bend the learning rate back up from its floor."""
+    differences = _differences(checkpoint["model_config"], asdict(model_config))
+    differences += _differences(checkpoint["train_config"], asdict(config), ignore=RESUMABLE_CHANGES)
+    if differences:
+        raise CheckpointError(
+            f"{path} was trained with other settings ({'; '.join(differences)}): resume with the same settings, or "
+            "start a new run with --overwrite (overwrite=True) or another output folder"
+        )
+
+
+# ----------------------------------------------------------------------------- state of a run
 
 
 @dataclass
@@ -276,46 +266,66 @@ class TrainResult:
     steps: int
     tokens_per_second: float = field(default=float("nan"))
     interrupted: bool = False
+    steps_run: int = 0  # optimizer steps taken by this call (0: the run was already finished)
 
 
 @dataclass
 class _RNGState:
-    """Everything random in training, captured at an optimizer-step boundary."""
+    """Everything random in training, captured at an optimizer-step boundary. Kept on the CPU:
+    ``Generator.set_state`` and ``torch.cuda.set_rng_state`` take only CPU tensors."""
 
     batch: torch.Tensor
     torch_cpu: torch.Tensor
-    cuda: list = field(default_factory=list)
+    device: torch.Tensor | None = None  # this process's CUDA generator
 
     @classmethod
-    def capture(cls, batch_generator: torch.Generator) -> "_RNGState":
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    def capture(cls, batch_generator: torch.Generator, device: torch.device) -> "_RNGState":
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         return cls(batch_generator.get_state(), torch.get_rng_state(), cuda)
 
-    def restore(self, batch_generator: torch.Generator) -> None:
+    def restore(self, batch_generator: torch.Generator, device: torch.device) -> None:
         batch_generator.set_state(self.batch)
         torch.set_rng_state(self.torch_cpu)
-        if self.cuda and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self.cuda)
+        if self.device is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(self.device, device)
 
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size); starts the process group when run under torchrun."""
+def _distributed(device_request: str) -> tuple[int, int, int]:
+    """(rank, local_rank, world_size); starts the process group when run under torchrun, with
+    the backend of the device this process will use (nccl for CUDA, gloo otherwise) and that
+    device set first, so no rank creates a context on GPU 0 by mistake."""
     if "RANK" not in os.environ:
         return 0, 0, 1
     if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        device, _ = choose_device(device_request)
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+            torch.distributed.init_process_group(backend="nccl", device_id=torch.device("cuda", local_rank))
+        else:
+            torch.distributed.init_process_group(backend="gloo")
     return torch.distributed.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), torch.distributed.get_world_size()
+
+
+def _load_for_resume(path: Path, model_config: GPTConfig, config: TrainConfig) -> dict:
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("format_version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} was written by another version of slm_helpers (format "
+                              f"{checkpoint.get('format_version')}, this one reads {CHECKPOINT_VERSION}): start a new "
+                              "run with --overwrite (overwrite=True)")
+    check_resumable(checkpoint, path, model_config, config)
+    return checkpoint
 
 
 def train(
     preset=None,
     *,
-    model_config=None,
+    model_config: GPTConfig | None = None,
     train_config: TrainConfig | None = None,
     data_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     stop_at_step: int | None = None,
     progress: bool = True,
     log=print,
@@ -324,9 +334,10 @@ def train(
 
     Give a :class:`~slm_helpers.presets.Preset` (its model, training settings and folders),
     or ``model_config``, ``train_config``, ``data_dir`` and ``out_dir`` directly; explicit
-    arguments win over the preset's. ``resume=True`` continues from ``out_dir``'s checkpoint.
-    ``stop_at_step`` stops early, as an interruption would (after writing a checkpoint), which
-    is how the resume demonstration and tests interrupt a run at a known point.
+    arguments win over the preset's. ``resume=True`` continues from ``out_dir``'s checkpoint
+    (with the same settings); an earlier run in ``out_dir`` is replaced only with
+    ``overwrite=True``. ``stop_at_step`` stops early, as an interruption would (after writing
+    a checkpoint), which is how the resume demonstration and tests interrupt a run.
     """
     if preset is None and None in (model_config, train_config, data_dir, out_dir):
         raise ValueError("Give a preset (get_preset('ci')), or all of model_config, train_config, data_dir and out_dir.")
@@ -334,15 +345,22 @@ def train(
     config = train_config or preset.train
     data_dir = Path(data_dir or preset.data_dir)
     out_dir = Path(out_dir or preset.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT_FILE
 
-    rank, local_rank, world_size = _distributed()
-    is_main = rank == 0
-    say = log if is_main else (lambda *a, **k: None)
+    # Everything that can be wrong is found before any file is touched.
+    check_out_dir(out_dir, resume, overwrite)
+    checkpoint = _load_for_resume(checkpoint_path, model_config, config) if resume and checkpoint_path.is_file() else None
+    check_dataset_fits(data_dir, model_config)
+    rank, local_rank, world_size = _distributed(config.device)
     device, device_reason = choose_device(config.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
     dtype, dtype_reason = choose_dtype(device, config.dtype)
+    is_main = rank == 0
+    say = log if is_main else (lambda *a, **k: None)
+    if overwrite and not resume and is_main:
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
     if device.type == "cpu":
         keep_large_buffers_on_the_heap()
 
@@ -354,18 +372,19 @@ def train(
     scaler = make_grad_scaler(device, dtype)
     step, history, best_val_loss = 0, [], math.inf
 
-    checkpoint_path = out_dir / CHECKPOINT_FILE
-    if resume and checkpoint_path.is_file():
-        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
-        if checkpoint["model_config"] != asdict(model_config):
-            raise ValueError(f"{checkpoint_path} holds a model of another configuration: {checkpoint['model_config']}")
+    if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        if scaler.is_enabled() and checkpoint["scaler"]:  # a CPU or bf16 run saved a disabled, empty scaler
+            scaler.load_state_dict(checkpoint["scaler"])
         step, history, best_val_loss = checkpoint["step"], checkpoint["history"], checkpoint["best_val_loss"]
-        rng = checkpoint["rng"][rank] if rank < len(checkpoint["rng"]) else checkpoint["rng"][0]
-        _RNGState(**rng).restore(batch_generator)
+        saved_rng = checkpoint["rng"]
+        if rank < len(saved_rng):
+            _RNGState(**saved_rng[rank]).restore(batch_generator, device)
+        if len(saved_rng) != world_size:
+            say(f"the checkpoint has the batch streams of {len(saved_rng)} process(es), this run has {world_size}: "
+                f"processes beyond {len(saved_rng)} start fresh streams (seed + rank)")
         say(f"resumed from {checkpoint_path} at step {step:,}")
     elif resume:
         say(f"no checkpoint in {out_dir}: starting from step 0")
@@ -381,42 +400,46 @@ def train(
         + (f" x {world_size} processes)" if world_size > 1 else ")"))
 
     def all_rng_states() -> list[dict]:
-        state = asdict(_RNGState.capture(batch_generator))
+        state = asdict(_RNGState.capture(batch_generator, device))
         if world_size == 1:
             return [state]
         gathered = [None] * world_size
-        torch.distributed.all_gather_object(gathered, {k: v for k, v in state.items()})
+        torch.distributed.all_gather_object(gathered, state)
         return gathered
 
     def save(rng_states: list[dict]) -> None:
         if not is_main:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save({
+        atomic_save({
             "format_version": CHECKPOINT_VERSION, "step": step, "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": rng_states, "history": history, "best_val_loss": best_val_loss,
             "model_config": asdict(model_config), "train_config": asdict(config),
         }, checkpoint_path)
-        _atomic_write_json(history, out_dir / HISTORY_FILE)
+        atomic_write_json(history, out_dir / HISTORY_FILE)
 
     def evaluate() -> None:
         nonlocal best_val_loss
         losses = estimate_loss(model, data_dir, config, model_config.block_size, device, dtype, seed=config.seed + 1 + rank)
         record = dict(step=step, tokens=step * tokens_per_step, lr=scheduler.get_last_lr()[0],
                       train_loss=losses["train"], val_loss=losses["validation"])
+        is_best = record["val_loss"] < best_val_loss
+        if is_best and is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_save({"model_config": asdict(model_config), "model": raw_model.state_dict(),
+                         "step": step, "val_loss": record["val_loss"]}, out_dir / BEST_WEIGHTS_FILE)
+        # Only once the files are written does the run count them: a failed save leaves it as it was.
         history.append(record)
-        if record["val_loss"] < best_val_loss:
-            best_val_loss = record["val_loss"]
-            if is_main:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                _atomic_save({"model_config": asdict(model_config), "model": raw_model.state_dict(),
-                              "step": step, "val_loss": best_val_loss}, out_dir / BEST_WEIGHTS_FILE)
-        save(all_rng_states())
-        note = "  (best so far, saved)" if record["val_loss"] == best_val_loss else ""
+        best_val_loss = min(best_val_loss, record["val_loss"])
+        try:
+            save(all_rng_states())
+        except BaseException:
+            history.pop()
+            raise
         bar.clear()  # keep the progress bar below the log lines
         say(f"step {step:>6,}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
-            f"lr {record['lr']:.2e}{note}")
+            f"lr {record['lr']:.2e}" + ("  (best so far, saved)" if is_best else ""))
         bar.refresh()
 
     last_step = min(config.max_steps, stop_at_step) if stop_at_step is not None else config.max_steps
@@ -429,7 +452,7 @@ def train(
         model.train()
         while step < last_step:
             if world_size == 1:  # for a checkpoint on KeyboardInterrupt mid-step
-                rng_at_step_start = [asdict(_RNGState.capture(batch_generator))]
+                rng_at_step_start = [asdict(_RNGState.capture(batch_generator, device))]
             if step % config.eval_interval == 0 and not (history and history[-1]["step"] == step):
                 evaluate()
             step_loss = torch.zeros((), device=device)
@@ -470,74 +493,95 @@ def train(
             # drawn since are rewound, so resuming repeats the unfinished step exactly.
             optimizer.zero_grad(set_to_none=True)
             save(rng_at_step_start)
-            say(f"\ninterrupted: checkpoint saved at step {step:,}; resume=True continues from here")
+            say(f"\ninterrupted at step {step:,} of {config.max_steps:,}: checkpoint saved; resume=True continues")
         else:
             say(f"\ninterrupted; the last checkpoint in {out_dir} is kept (resume=True continues from it)")
     finally:
         bar.close()
     elapsed = time.perf_counter() - start_time
     tokens_per_second = (step - start_step) * tokens_per_step / elapsed if step > start_step else float("nan")
-    return TrainResult(out_dir, history, best_val_loss, step, tokens_per_second, interrupted)
+    return TrainResult(out_dir, history, best_val_loss, step, tokens_per_second, interrupted, step - start_step)
 
 
 def ensure_trained(preset, log=print) -> list[dict]:
     """The history of ``preset``'s run, training it first (and saying so) if there is none.
 
     Later notebooks call this so each runs on its own: with notebook 04 already run, it only
-    loads ``history.json``."""
+    loads ``history.json``. A run that was interrupted is resumed."""
+    out_dir = preset.out_dir
+    if _finished(out_dir, preset.train.max_steps):
+        log(f"found the {preset.name} preset's run in {out_dir.name}/")
+        return load_history(out_dir)
+    log(f"no finished {preset.name} run in {out_dir.name}/: training it now (notebook 04 explains each step)")
+    ensure_dataset(preset.data_dir, preset.data_source, progress=False, log=log, **preset.data_options)
+    return train(preset, resume=True, log=log).history
 
-    history_path = preset.out_dir / HISTORY_FILE
-    if history_path.is_file() and (preset.out_dir / BEST_WEIGHTS_FILE).is_file():
-        log(f"found the {preset.name} preset's run in {preset.out_dir.name}/")
-        return load_history(preset.out_dir)
-    log(f"no trained {preset.name} run in {preset.out_dir.name}/: training it now (notebook 04 explains each step)")
-    prepare_dataset(preset.data_source, preset.data_dir, progress=False, **preset.data_options)
-    return train(preset, log=log).history
+
+def _finished(out_dir: Path, max_steps: int) -> bool:
+    try:
+        history = load_history(out_dir)
+    except CheckpointError:
+        return False
+    return bool(history) and history[-1]["step"] >= max_steps and (out_dir / BEST_WEIGHTS_FILE).is_file()
 
 
 # ----------------------------------------------------------------------------- command line
 
 
 def main(argv: list[str] | None = None) -> int:
+    from slm_helpers import cli
     from slm_helpers.presets import PRESETS, get_preset  # presets imports this module
 
-    parser = argparse.ArgumentParser(prog="python -m slm_helpers.train", description="Train a GPT on prepared stories.")
+    parser = cli.ArgumentParser(prog="python -m slm_helpers.train", description="Train a GPT on prepared stories.")
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: $SLM_PRESET, else gpu with CUDA, else cpu)")
-    parser.add_argument("--data-dir", default=None, help="prepared dataset (default: the preset's; prepared if missing)")
+    parser.add_argument("--data-dir", default=None, help="a prepared dataset, used whatever made it (default: the preset's, prepared if missing)")
     parser.add_argument("--out-dir", default=None, help="where to write weights, checkpoint and history (default: runs/<preset>)")
-    parser.add_argument("--max-iters", type=int, default=None, help="optimizer steps (default: the preset's)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out-dir")
-    parser.add_argument("--device", default=None, help="auto, cuda, mps, cpu")
+    parser.add_argument("--max-iters", type=cli.positive_int, default=None, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run that --out-dir already holds")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--dtype", default=None, help="auto, bfloat16, float16, float32")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        parser.error("--resume continues a run and --overwrite replaces it: give one of them")
 
-    rank, _, world_size = _distributed()
+    overrides = {k: v for k, v in dict(max_steps=args.max_iters, device=args.device, dtype=args.dtype).items() if v is not None}
+    if "max_steps" in overrides and overrides["max_steps"] <= get_preset(args.preset).train.warmup_steps:
+        overrides["warmup_steps"] = overrides["max_steps"] // 10
+        print(f"--max-iters {args.max_iters} is within the preset's warmup: warming up over {overrides['warmup_steps']} steps")
+    preset = get_preset(args.preset, **overrides)
+    choose_device(preset.train.device)  # a device this machine lacks is an error before anything is prepared
+    out_dir = Path(args.out_dir) if args.out_dir else preset.out_dir
+    check_out_dir(out_dir, args.resume, args.overwrite)
+    data_dir = Path(args.data_dir) if args.data_dir else preset.data_dir
+    rank, _, world_size = _distributed(preset.train.device)
     try:
-        overrides = {k: v for k, v in dict(max_steps=args.max_iters, device=args.device, dtype=args.dtype).items() if v is not None}
-        if "max_steps" in overrides and overrides["max_steps"] <= get_preset(args.preset).train.warmup_steps:
-            overrides["warmup_steps"] = overrides["max_steps"] // 10
-            print(f"--max-iters {args.max_iters} is within the preset's warmup: warming up over {overrides['warmup_steps']} steps")
-        preset = get_preset(args.preset, **overrides)
-        data_dir = Path(args.data_dir) if args.data_dir else preset.data_dir
         if rank == 0:
-            if read_info(data_dir) is None:
-                print(f"no dataset in {data_dir}: preparing it from {preset.data_source!r}")
-            prepare_dataset(preset.data_source, data_dir, progress=not args.no_progress, **preset.data_options)
+            info = ensure_dataset(data_dir, preset.data_source, progress=not args.no_progress, **preset.data_options)
+            print(f"training on {data_dir}: {info.splits['train'].tokens:,} train tokens from {info.source!r}")
         if world_size > 1:
             torch.distributed.barrier()
-        result = train(preset, data_dir=data_dir, out_dir=args.out_dir, resume=args.resume, progress=not args.no_progress)
-    except (ValueError, DataError, TrainingDiverged, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        result = train(preset, data_dir=data_dir, out_dir=out_dir, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.no_progress)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    if rank == 0:
-        print(f"done: {result.steps:,} steps, best validation loss {result.best_val_loss:.4f}, "
-              f"{result.tokens_per_second:,.0f} tokens/s; files in {result.out_dir}")
+    if rank != 0:
+        return cli.EXIT_INTERRUPTED if result.interrupted else 0
+    if result.interrupted:
+        print(f"interrupted at step {result.steps:,} of {preset.train.max_steps:,}; --resume continues", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    if result.steps_run == 0:
+        print(f"already finished: {result.steps:,} of {preset.train.max_steps:,} steps, best validation loss "
+              f"{result.best_val_loss:.4f}; files in {result.out_dir} (--overwrite starts a new run)")
+        return 0
+    print(f"done: {result.steps:,} steps, best validation loss {result.best_val_loss:.4f}, "
+          f"{result.tokens_per_second:,.0f} tokens/s; files in {result.out_dir}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from slm_helpers.cli import run
+
+    sys.exit(run(main))

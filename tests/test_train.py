@@ -90,15 +90,19 @@ def test_weight_decay_only_on_matrices():
 
 
 def test_dtype_is_chosen_per_device(monkeypatch):
-    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert choose_dtype(torch.device("cpu"))[0] == torch.float32
-    monkeypatch.setattr(train_module, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert choose_dtype(torch.device("cpu"))[0] == torch.bfloat16
+    # A GPU's bf16 is decided by its compute capability: is_bf16_supported() says True on a T4
+    # (7.5), where bf16 is only emulated, so it must not be what decides.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert choose_dtype(torch.device("cuda"))[0] == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    dtype, reason = choose_dtype(torch.device("cuda"))
-    assert dtype == torch.float16 and "GradScaler" in reason
+    for capability, expected in [((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16), ((7, 5), torch.float16)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, capability=capability, **k: capability)
+        dtype, reason = choose_dtype(torch.device("cuda"))
+        assert dtype == expected, capability
+    assert "GradScaler" in reason
     assert choose_dtype(torch.device("cpu"), "float16")[0] == torch.float16
     with pytest.raises(ValueError, match="dtype must be"):
         choose_dtype(torch.device("cpu"), "int8")
