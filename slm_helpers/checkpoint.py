@@ -84,7 +84,7 @@ def load_file(path: str | os.PathLike, what: str = "checkpoint") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, random bytes, a pickle with code...
-        if "weights only load failed" in str(error).lower():  # never suggest turning weights_only off
+        if "Unsupported global" in str(error):  # a pickled object; never suggest turning weights_only off
             raise CheckpointError(
                 f"{path} holds objects that torch.load(weights_only=True) refuses to load: it was not written by "
                 f"slm_helpers; {MAKE_IT}"

@@ -321,13 +321,19 @@ def _write_splits(streams: dict[str, Iterable[str]], out_dir: Path, pool, progre
     try:
         for result in results:
             for split, (ids, n) in result.items():
-                files[split].write(ids.tobytes())
+                try:
+                    files[split].write(ids.tobytes())
+                except OSError as error:  # a full disk: say which file
+                    raise OSError(error.errno, error.strerror, files[split].name) from None
                 infos[split].tokens += len(ids)
                 infos[split].stories += n
                 progress.update(n)
     finally:
         for f in files.values():
-            f.close()
+            try:
+                f.close()  # writes what is still buffered: a full disk can show here first
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, f.name) from None
     return infos
 
 

@@ -21,6 +21,18 @@ requires_tokenizer = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def two_threads():
+    """Tests that compare numbers run with the same number of threads on every machine (the
+    order of a parallel sum can change the last bits of a loss)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """300 train / 40 validation synthetic stories, tokenized on one worker."""

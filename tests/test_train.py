@@ -24,8 +24,9 @@ TINY_MODEL = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.
 
 
 def tiny_train_config(**overrides) -> TrainConfig:
+    # Pinned: these tests compare numbers, which must not depend on a GPU or on the CPU's bf16.
     settings = dict(batch_size=4, grad_accum_steps=2, max_steps=12, warmup_steps=2, learning_rate=1e-2, min_lr=1e-3,
-                    eval_interval=4, eval_batches=2, seed=5)
+                    eval_interval=4, eval_batches=2, seed=5, device="cpu", dtype="float32")
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -57,6 +58,15 @@ def test_a_floor_above_the_peak_is_refused():
         TrainConfig(learning_rate=1e-4, min_lr=5e-4)  # the original run's settings
     with pytest.raises(ValueError, match="warmup_steps"):
         TrainConfig(max_steps=10, warmup_steps=10)
+
+
+def test_ci_preset_trains_on_the_cpu_in_fp32_whatever_the_machine(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # a CPU with native bf16...
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # ...beside a GPU
+    ci = get_preset("ci").train
+    device, _ = choose_device(ci.device)
+    assert device == torch.device("cpu") and choose_dtype(device, ci.dtype)[0] == torch.float32
+    assert choose_dtype(device, get_preset("cpu").train.dtype)[0] == torch.bfloat16  # the others still choose
 
 
 def test_gpu_preset_is_the_original_run_with_the_bugs_fixed():
@@ -233,7 +243,7 @@ def test_nan_loss_stops_with_a_clear_message(small_dataset, tmp_path, monkeypatc
 
 
 def _cli(args, env_extra=None, **kwargs):
-    env = {**os.environ, **(env_extra or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", **(env_extra or {})}  # the runs compared use the same threads
     return subprocess.Popen([sys.executable, "-m", "slm_helpers.train", "--no-progress", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 

@@ -1,0 +1,367 @@
+"""Bad input, as a new user gives it, against the three command-line tools and the Python API.
+
+Every case is one row of CASES: it sets up a folder, runs a real CLI in a subprocess (or
+calls the API), and checks the exit status (1 for errors, 2 for bad arguments), that stderr
+is one line starting ``error:`` that says what is wrong (a regular expression), that no
+traceback was printed, and that every file that was in the folder before is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from slm_helpers.checkpoint import CheckpointError, load_checkpoint
+from slm_helpers.data import DataError, get_batch, prepare_dataset, read_info
+from slm_helpers.generate import next_token_distribution
+from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.presets import get_preset
+from slm_helpers.train import RunExistsError, TrainConfig, train
+
+from conftest import requires_tokenizer
+
+pytestmark = requires_tokenizer
+
+RUN_STEPS = 4  # the finished ci-preset run that the train and generate cases start from
+CAN_USE_CUDA = torch.cuda.is_available()
+
+
+@dataclass
+class Workspace:
+    dataset: Path  # a complete synthetic dataset (300 / 40 stories)
+    run: Path  # a finished `--preset ci --max-iters 4` run on it
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    root = tmp_path_factory.mktemp("bad-input")
+    dataset = root / "dataset"
+    prepare_dataset("synthetic", dataset, train_stories=300, validation_stories=40, seed=7, num_workers=1, progress=False)
+    preset = get_preset("ci", max_steps=RUN_STEPS, warmup_steps=0)  # what `--max-iters 4` asks for
+    train(preset, data_dir=dataset, out_dir=root / "run", progress=False, log=lambda *a: None)
+    return Workspace(dataset, root / "run")
+
+
+@dataclass
+class Case:
+    id: str
+    setup: object  # (folder, ws) -> CLI arguments after `python -m` [with extra environment], or an API callable
+    message: str  # regular expression the one line must match (after "error: " for errors)
+    exit: int = 1  # for CLI cases; API cases expect `raises`
+    raises: type[BaseException] | None = None
+    skip: str | None = None
+
+
+def data(*args):
+    return ["slm_helpers.data", "--no-progress", *map(str, args)]
+
+
+def training(*args):
+    return ["slm_helpers.train", "--no-progress", "--preset", "ci", *map(str, args)]
+
+
+def generating(*args):
+    return ["slm_helpers.generate", *map(str, args)]
+
+
+def write(path: Path, content: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def copy_run(ws: Workspace, folder: Path) -> Path:
+    return Path(shutil.copytree(ws.run, folder / "run"))
+
+
+def copy_dataset(ws: Workspace, folder: Path) -> Path:
+    return Path(shutil.copytree(ws.dataset, folder / "dataset"))
+
+
+def edit_meta(dataset: Path, **changes) -> Path:
+    meta = json.loads((dataset / "meta.json").read_text())
+    (dataset / "meta.json").write_text(json.dumps({**meta, **changes}))
+    return dataset
+
+
+def ci_state(n_embd: int = 64) -> dict:
+    return GPT(GPTConfig(**{**get_preset("ci").model.__dict__, "n_embd": n_embd})).state_dict()
+
+
+STORIES = "Tom had a red ball.<|endoftext|>Mia saw a big dog.<|endoftext|>"
+UNWRITABLE = Path("/sys/slm-from-scratch-test")  # refused even to root on Linux
+SAME_DATA = ("--source", "synthetic", "--train-stories", 300, "--validation-stories", 40, "--seed", 7)
+
+CASES = [
+    # ------------------------------------------------------------------ python -m slm_helpers.data
+    Case("data-binary-txt", lambda d, ws: data("--source", write(d / "s.txt", b"\x00\x01\x02" * 100), "--out-dir", d / "o"),
+         r"s.txt holds NUL bytes, so it is not a text file"),
+    Case("data-utf16-txt", lambda d, ws: data("--source", write(d / "s.txt", STORIES.encode("utf-16")), "--out-dir", d / "o"),
+         r"s.txt is UTF-16 text: save it as UTF-8"),
+    Case("data-latin1-txt", lambda d, ws: data("--source", write(d / "s.txt", "Zoë went out.\n".encode("latin-1") * 3),
+                                               "--out-dir", d / "o"),
+         r"s.txt is not UTF-8 text \(byte 0xeb cannot be decoded\): save it as UTF-8"),
+    Case("data-jsonl-malformed-line", lambda d, ws: data("--source", write(d / "s.jsonl", '{"text": "a"}\n{"text": "b\n'),
+                                                         "--out-dir", d / "o"),
+         r"s.jsonl:2 is not valid JSON \(.*column \d+\): each line must be one object like"),
+    Case("data-jsonl-null-text", lambda d, ws: data("--source", write(d / "s.jsonl", '{"text": "a"}\n\n{"text": null}\n'),
+                                                    "--out-dir", d / "o"),
+         r"s.jsonl:3: 'text' must be a string, not null"),
+    Case("data-jsonl-number-text", lambda d, ws: data("--source", write(d / "s.jsonl", '{"text": 42}\n'), "--out-dir", d / "o"),
+         r"s.jsonl:1: 'text' must be a string, not 42"),
+    Case("data-jsonl-no-text-field", lambda d, ws: data("--source", write(d / "s.jsonl", '{"story": "a"}\n'),
+                                                        "--out-dir", d / "o"),
+         r"s.jsonl:1 has no 'text' field \(\['story'\]\)"),
+    Case("data-fake-parquet", lambda d, ws: data("--source", write(d / "s.parquet", STORIES), "--out-dir", d / "o"),
+         r"s.parquet is not a parquet file"),
+    Case("data-unsupported-file", lambda d, ws: data("--source", write(d / "s.csv", STORIES), "--out-dir", d / "o"),
+         r"s.csv: unsupported file type '.csv'; use one of .txt, .jsonl, .parquet"),
+    Case("data-folder-with-one-split", lambda d, ws: data("--source", write(d / "src" / "train.txt", STORIES).parent,
+                                                          "--out-dir", d / "o"),
+         r"should hold files of both splits: names containing 'valid' for validation"),
+    Case("data-one-story-txt", lambda d, ws: data("--source", write(d / "s.txt", "Tom had a red ball."), "--out-dir", d / "o"),
+         r"split of '.*s.txt' holds no stories \(found \d train, \d validation\): a file holds both splits when it has "
+         r"many stories, separated by <\|endoftext\|> or one per line"),
+    Case("data-unknown-source", lambda d, ws: data("--source", "tinystorie", "--out-dir", d / "o"),
+         r"Unknown source 'tinystorie': use 'synthetic', 'tinystories' or the path"),
+    Case("data-out-dir-is-a-file", lambda d, ws: data("--source", "synthetic", "--out-dir", write(d / "f", "x")),
+         r"f is a file, not a folder: choose a folder for the dataset"),
+    Case("data-out-dir-below-a-file", lambda d, ws: data("--source", "synthetic", "--out-dir", write(d / "f", "x") / "sub"),
+         r"f/sub cannot be created: .*f is a file, not a folder"),
+    Case("data-out-dir-unwritable", lambda d, ws: data("--source", "synthetic", "--train-stories", 5, "--out-dir", UNWRITABLE),
+         r"cannot write /sys/slm-from-scratch-test \(Operation not permitted\): choose a folder you can write to",
+         skip=None if sys.platform.startswith("linux") and Path("/sys").is_dir() else "needs Linux's /sys"),
+    Case("data-negative-train-stories", lambda d, ws: data("--source", "synthetic", "--train-stories", -5, "--out-dir", d / "o"),
+         r"argument --train-stories: '-5' is not a whole number >= 1 \(`python -m slm_helpers.data --help` lists", exit=2),
+    Case("data-negative-validation-stories",
+         lambda d, ws: data("--source", "synthetic", "--validation-stories", -1, "--out-dir", d / "o"),
+         r"argument --validation-stories: '-1' is not a whole number >= 1", exit=2),
+    Case("data-zero-max-stories", lambda d, ws: data("--source", "tinystories", "--max-stories", 0, "--out-dir", d / "o"),
+         r"argument --max-stories: '0' is not a whole number >= 1", exit=2),
+    Case("data-corrupt-meta-json", lambda d, ws: data(*SAME_DATA, "--out-dir", write(copy_dataset(ws, d) / "meta.json",
+                                                                                      '{"source": "synth').parent),
+         r"dataset/meta.json is not valid JSON \(.*\): the dataset is damaged: prepare it again with --overwrite"),
+    Case("data-empty-meta-json", lambda d, ws: data(*SAME_DATA, "--out-dir", write(copy_dataset(ws, d) / "meta.json", "{}").parent),
+         r"dataset/meta.json lacks source, source_options, tokenizer, n_vocab, eot_token, dtype, splits: the dataset "
+         r"is damaged"),
+    Case("data-truncated-bin-reused", lambda d, ws: data(*SAME_DATA, "--out-dir", truncate(copy_dataset(ws, d) / "train.bin")),
+         r"dataset/train.bin holds [\d,]+ tokens but meta.json says [\d,]+: the file is damaged or cut short; prepare the "
+         r"dataset again with --overwrite"),
+    Case("data-disk-full", lambda d, ws: data("--source", "synthetic", "--train-stories", 50, "--validation-stories", 5,
+                                              "--workers", 1, "--out-dir", full_disk(d / "o", "train.bin.tmp")),
+         r"no space left on the device while writing .*o/train.bin.tmp: free some space, then run the same command again"),
+    Case("data-ranks-file-not-ranks",
+         lambda d, ws: (data("--source", "synthetic", "--out-dir", d / "o"),
+                        {"SLM_GPT2_TIKTOKEN": str(write(d / "not-ranks.txt", "hello world\n"))}),
+         r"SLM_GPT2_TIKTOKEN points at .*not-ranks.txt, which is not a GPT-2 ranks file \(.*\): online, unset "
+         r"SLM_GPT2_TIKTOKEN"),
+    Case("data-ranks-file-missing",
+         lambda d, ws: (data("--source", "synthetic", "--out-dir", d / "o"), {"SLM_GPT2_TIKTOKEN": "/nonexistent/gpt2.tiktoken"}),
+         r"SLM_GPT2_TIKTOKEN points at /nonexistent/gpt2.tiktoken, which is not a file: .*pip download"),
+    # ------------------------------------------------------------------ python -m slm_helpers.train
+    Case("train-device-cuda-without-cuda", lambda d, ws: training("--device", "cuda", "--out-dir", d / "r", "--data-dir", ws.dataset),
+         r"device 'cuda' was requested, but this torch was built without CUDA: use device 'cpu' or 'auto'",
+         skip="this machine has CUDA" if CAN_USE_CUDA else None),
+    Case("train-device-gpu0", lambda d, ws: training("--device", "gpu0", "--out-dir", d / "r"),
+         r"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not 'gpu0'"),
+    Case("train-dtype-int8", lambda d, ws: training("--dtype", "int8", "--out-dir", d / "r"),
+         r"dtype must be 'auto', 'bfloat16', 'float16', 'float32', not 'int8'"),
+    Case("train-max-iters-zero", lambda d, ws: training("--max-iters", 0, "--out-dir", d / "r"),
+         r"argument --max-iters: '0' is not a whole number >= 1", exit=2),
+    Case("train-resume-and-overwrite", lambda d, ws: training("--resume", "--overwrite", "--out-dir", d / "r"),
+         r"--resume continues a run and --overwrite replaces it: give one of them", exit=2),
+    Case("train-resume-corrupt-checkpoint",
+         lambda d, ws: training("--resume", "--max-iters", RUN_STEPS, "--data-dir", ws.dataset, "--out-dir",
+                                write(copy_run(ws, d) / "checkpoint.pt", os.urandom(4096)).parent),
+         r"run/checkpoint.pt cannot be read as a checkpoint \(\w+\): the file is damaged, cut short, or not one that "
+         r"slm_helpers wrote"),
+    Case("train-resume-truncated-checkpoint",
+         lambda d, ws: training("--resume", "--max-iters", RUN_STEPS, "--data-dir", ws.dataset, "--out-dir",
+                                truncate(copy_run(ws, d) / "checkpoint.pt")),
+         r"run/checkpoint.pt cannot be read as a checkpoint \(\w+\): the file is damaged, cut short"),
+    Case("train-resume-foreign-checkpoint",
+         lambda d, ws: training("--resume", "--max-iters", RUN_STEPS, "--data-dir", ws.dataset, "--out-dir",
+                                save(copy_run(ws, d) / "checkpoint.pt", {"weights": torch.zeros(3)}).parent),
+         r"run/checkpoint.pt is not a training checkpoint of slm_helpers.train \(it lacks step, model, optimizer"),
+    Case("train-resume-best-weights-as-checkpoint",
+         lambda d, ws: training("--resume", "--max-iters", RUN_STEPS, "--data-dir", ws.dataset, "--out-dir",
+                                best_as_checkpoint(copy_run(ws, d))),
+         r"run/checkpoint.pt holds best weights \(the model only, from step \d+\), not a training checkpoint: resuming "
+         r"needs checkpoint.pt as train writes it"),
+    Case("train-resume-other-max-iters",
+         lambda d, ws: training("--resume", "--max-iters", 2 * RUN_STEPS, "--data-dir", ws.dataset, "--out-dir", copy_run(ws, d)),
+         r"run/checkpoint.pt was trained with other settings \(max_steps 4 in the checkpoint, 8 now; warmup_steps 0 in "
+         r"the checkpoint, 5 now\): resume with the "
+         r"same settings, or start a new run with --overwrite"),
+    Case("train-new-run-over-a-finished-one",
+         lambda d, ws: training("--max-iters", 2, "--data-dir", ws.dataset, "--out-dir", copy_run(ws, d)),
+         r"run already holds a run \(checkpoint.pt, best_model_params.pt, history.json\): resume it with --resume"),
+    Case("train-resume-a-finished-run",
+         lambda d, ws: training("--resume", "--max-iters", RUN_STEPS, "--data-dir", ws.dataset, "--out-dir", copy_run(ws, d)),
+         r"already finished: 4 of 4 steps, best validation loss \d+\.\d{4}; files in .*run \(--overwrite starts a new run\)",
+         exit=0),
+    Case("train-out-dir-is-a-file", lambda d, ws: training("--data-dir", ws.dataset, "--out-dir", write(d / "f", "x")),
+         r"the output folder .*f is a file: choose a folder for the run's files"),
+    Case("train-disk-full-while-saving",
+         lambda d, ws: training("--max-iters", 2, "--data-dir", ws.dataset, "--out-dir", full_disk(d / "r", "best_model_params.pt.tmp")),
+         r"no space left on the device while writing .*r/best_model_params.pt: free some space"),
+    Case("train-dataset-of-another-tokenizer",
+         lambda d, ws: training("--data-dir", edit_meta(copy_dataset(ws, d), tokenizer="cl100k_base"), "--out-dir", d / "r"),
+         r"dataset was tokenized with 'cl100k_base', but this series trains on GPT-2 ids"),
+    Case("train-dataset-larger-vocabulary",
+         lambda d, ws: training("--data-dir", edit_meta(copy_dataset(ws, d), n_vocab=100_277), "--out-dir", d / "r"),
+         r"dataset holds ids of a 100,277-token vocabulary, more than the model's vocab_size=50,257: give the model "
+         r"vocab_size >= 100,277"),
+    Case("train-data-dir-with-other-files",
+         lambda d, ws: training("--data-dir", write(d / "mine" / "notes.txt", "x").parent, "--out-dir", d / "r"),
+         r"mine holds no complete dataset \(no meta.json\) but other files \(notes.txt\): prepare one there with "
+         r"python -m slm_helpers.data"),
+    Case("train-explicit-data-dir-of-other-options",  # handled well: used as it is, whatever prepared it
+         lambda d, ws: training("--max-iters", 1, "--data-dir", ws.dataset, "--out-dir", d / "r"),
+         r"training on .*dataset: [\d,]+ train tokens from 'synthetic'", exit=0),
+    # ------------------------------------------------------------------ python -m slm_helpers.generate
+    Case("generate-temperature-nan", lambda d, ws: generating("--checkpoint", ws.run / "best_model_params.pt", "--temperature", "nan"),
+         r"argument --temperature: 'nan' is not a finite number >= 0", exit=2),
+    Case("generate-temperature-inf", lambda d, ws: generating("--checkpoint", ws.run / "best_model_params.pt", "--temperature", "inf"),
+         r"argument --temperature: 'inf' is not a finite number >= 0", exit=2),
+    Case("generate-top-p-zero", lambda d, ws: generating("--checkpoint", ws.run / "best_model_params.pt", "--top-p", "0"),
+         r"argument --top-p: '0' is not a number in \(0, 1\]", exit=2),
+    Case("generate-max-new-tokens-zero",
+         lambda d, ws: generating("--checkpoint", ws.run / "best_model_params.pt", "--max-new-tokens", "0"),
+         r"argument --max-new-tokens: '0' is not a whole number >= 1", exit=2),
+    Case("generate-device-cuda-without-cuda",
+         lambda d, ws: generating("--checkpoint", ws.run / "best_model_params.pt", "--device", "cuda"),
+         r"device 'cuda' was requested, but this torch was built without CUDA: use device 'cpu' or 'auto'",
+         skip="this machine has CUDA" if CAN_USE_CUDA else None),
+    Case("generate-missing-checkpoint", lambda d, ws: generating("--checkpoint", d / "nope.pt"),
+         r"no weights file at .*nope.pt: notebook 04 or `python -m slm_helpers.train` writes it"),
+    Case("generate-corrupt-checkpoint", lambda d, ws: generating("--checkpoint", write(d / "w.pt", os.urandom(2000))),
+         r"w.pt cannot be read as a weights file \(\w+\): the file is damaged"),
+    Case("generate-pickled-code", lambda d, ws: generating("--checkpoint", save(d / "w.pt", {"model": Path("x")})),
+         r"w.pt holds objects that torch.load\(weights_only=True\) refuses to load: it was not written by slm_helpers"),
+    Case("generate-bare-state-dict", lambda d, ws: generating("--checkpoint", save(d / "w.pt", ci_state())),
+         r"w.pt holds bare weights without a model configuration \(as the original script saved them\): use the "
+         r"best_model_params.pt or checkpoint.pt"),
+    Case("generate-checkpoint-of-another-shape",
+         lambda d, ws: generating("--checkpoint", save(d / "w.pt", {"model_config": get_preset("ci").model.__dict__,
+                                                                   "model": ci_state(n_embd=32)})),
+         r"w.pt does not fit the model GPTConfig\(.*n_embd=64.*\): shapes differ: transformer.wte.weight \(50257, 32\) in "
+         r"the file vs \(50257, 64\) in the model; .*transformer.h.1.mlp.c_proj.bias \(32,\) in the file vs \(64,\) in "
+         r"the model; .*lm_head.weight \(50257, 32\) in the file vs \(50257, 64\) in the model$"),
+    # ------------------------------------------------------------------ the Python API
+    Case("api-config-block-size-str", lambda d, ws: lambda: GPTConfig(block_size="64"),
+         r"block_size must be a whole number \(int\), not str '64'", raises=ValueError),
+    Case("api-config-n-embd-float", lambda d, ws: lambda: GPTConfig(n_embd=64.0),
+         r"n_embd must be a whole number \(int\), not float 64.0", raises=ValueError),
+    Case("api-idx-1d", lambda d, ws: lambda: GPT(GPTConfig(n_layer=1, n_embd=12, n_head=2))(torch.tensor([1, 2, 3])),
+         r"idx must be 2-D, \(batch, time\), not of shape \(3,\): add a batch dimension with idx\[None\]", raises=ValueError),
+    Case("api-idx-float", lambda d, ws: lambda: GPT(GPTConfig(n_layer=1, n_embd=12, n_head=2))(torch.ones(1, 3)),
+         r"idx must hold integer token ids \(torch.long\), not torch.float32", raises=ValueError),
+    Case("api-get-batch-size-0", lambda d, ws: lambda: get_batch(ws.dataset, "train", batch_size=0, block_size=8),
+         r"batch_size must be a whole number >= 1, not 0", raises=ValueError),
+    Case("api-get-batch-block-0", lambda d, ws: lambda: get_batch(ws.dataset, "train", batch_size=2, block_size=0),
+         r"block_size must be a whole number >= 1, not 0", raises=ValueError),
+    Case("api-get-batch-block-negative", lambda d, ws: lambda: get_batch(ws.dataset, "train", batch_size=2, block_size=-4),
+         r"block_size must be a whole number >= 1, not -4", raises=ValueError),
+    Case("api-top-p-0", lambda d, ws: lambda: next_token_distribution(torch.randn(10), top_p=0),
+         r"top_p must be in \(0, 1\]", raises=ValueError),
+    Case("api-temperature-inf", lambda d, ws: lambda: next_token_distribution(torch.randn(10), temperature=math.inf, top_k=3),
+         r"temperature must be a finite number >= 0", raises=ValueError),
+    Case("api-learning-rate-nan", lambda d, ws: lambda: TrainConfig(learning_rate=math.nan),
+         r"learning_rate must be a finite number >= 0, not nan", raises=ValueError),
+    Case("api-load-checkpoint-truncated", lambda d, ws: lambda: load_checkpoint(truncate(copy_run(ws, d) / "checkpoint.pt") / "checkpoint.pt"),
+         r"checkpoint.pt cannot be read as a checkpoint", raises=CheckpointError),
+    Case("api-read-info-empty-meta", lambda d, ws: lambda: read_info(write(copy_dataset(ws, d) / "meta.json", "{}").parent),
+         r"meta.json lacks source", raises=DataError),
+    Case("api-prepare-negative-stories",
+         lambda d, ws: lambda: prepare_dataset("synthetic", d / "o", train_stories=-1, validation_stories=5, progress=False),
+         r"train_stories must be a whole number >= 1, not -1", raises=DataError),
+    Case("api-train-over-a-finished-run",
+         lambda d, ws: lambda: train(get_preset("ci", max_steps=2, warmup_steps=0), data_dir=ws.dataset,
+                                     out_dir=copy_run(ws, d), progress=False),
+         r"already holds a run .*resume it with --resume \(resume=True\), replace it with --overwrite \(overwrite=True\)",
+         raises=RunExistsError),
+]
+
+
+def truncate(path: Path) -> Path:
+    """Cut a file to half its size, as an interrupted copy would; returns its folder."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path.parent
+
+
+def save(path: Path, obj) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def best_as_checkpoint(run: Path) -> Path:
+    shutil.copy(run / "best_model_params.pt", run / "checkpoint.pt")
+    return run
+
+
+def full_disk(folder: Path, name: str) -> Path:
+    """A folder in which writing ``name`` fails with ENOSPC, as on a full disk: the file is a
+    link to /dev/full."""
+    folder.mkdir(parents=True)
+    (folder / name).symlink_to("/dev/full")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (temporary and lock files aside) and a hash of its content."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink() and not p.name.endswith((".tmp", ".lock"))}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_one_clear_line(case: Case, ws: Workspace, tmp_path: Path):
+    if case.skip:
+        pytest.skip(case.skip)
+    if case.id.startswith("data-disk-full") or case.id.startswith("train-disk-full"):
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full to stand for a full disk")
+    run, extra_env = case.setup(tmp_path, ws), {}
+    if isinstance(run, tuple):
+        run, extra_env = run
+    before = snapshot(tmp_path)
+    if case.raises is not None:
+        with pytest.raises(case.raises) as raised:
+            run()
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "weights_only=False" not in message
+        assert re.search(case.message, message), message
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "2", **extra_env}
+        proc = subprocess.run([sys.executable, "-m", *run], capture_output=True, text=True, env=env, timeout=300,
+                              cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert proc.returncode == case.exit, proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+        assert "weights_only=False" not in proc.stderr
+        if case.exit == 0:
+            assert re.search(case.message, proc.stdout), proc.stdout
+        else:
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+            assert re.search(case.message, lines[0]), lines[0]
+            if run[0] == "slm_helpers.generate":
+                assert proc.stdout == ""  # nothing printed before the error, not even the prompt
+    after = snapshot(tmp_path)
+    assert {name: after.get(name) for name in before} == before, "a file that was there has changed"
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
