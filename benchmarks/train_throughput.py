@@ -25,7 +25,8 @@ import torch
 from slm_helpers.data import get_batch, prepare_dataset
 from slm_helpers.model import GPT
 from slm_helpers.presets import get_preset
-from slm_helpers.train import choose_device, keep_large_buffers_on_the_heap, train
+from slm_helpers.device import choose_device, keep_large_buffers_on_the_heap
+from slm_helpers.train import train
 
 
 def helper_seconds(preset, steps: int) -> float:
