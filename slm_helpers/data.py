@@ -8,7 +8,7 @@
 * ``meta.json``: where the tokens came from and how many there are.
 
 Sources: ``"tinystories"`` (the real dataset from the Hugging Face hub, as the original
-script did), ``"synthetic"`` (the built-in generator in :mod:`slm_helpers.stories`, no
+script did; streamed when only its first stories are wanted), ``"synthetic"`` (the built-in generator in :mod:`slm_helpers.stories`, no
 internet needed) or a local ``.txt`` / ``.jsonl`` / ``.parquet`` file or folder.
 
 Preparing streams: stories are tokenized in parallel on all cores, chunk by chunk, and
@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,26 +93,63 @@ def _synthetic_source(train_stories: int, validation_stories: int, seed: int) ->
     }
 
 
-def _tinystories_source(max_stories: int | None) -> dict[str, Iterable[str]]:
+TINYSTORIES = "roneneldan/TinyStories"  # on the Hugging Face hub: splits "train" and "validation"
+HUB_HOST = "huggingface.co"
+LOCAL_FILES_HINT = ("TinyStories files you downloaded yourself can be prepared with python -m slm_helpers.data "
+                    "--source PATH (.txt separated by <|endoftext|>, .jsonl or .parquet with a 'text' field)")
+
+
+class HubUnreachable(DataError):
+    """The Hugging Face hub could not be reached; ``reason`` says why, in a few words."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"could not load {TINYSTORIES} from the Hugging Face hub ({reason}): without internet, use "
+                         f"source 'synthetic' (the built-in stories), or {LOCAL_FILES_HINT}")
+
+
+def hub_unreachable_reason(host: str = HUB_HOST) -> str | None:
+    """Why the hub cannot be reached, found at once (a name lookup), or ``None``. Without this,
+    ``datasets`` retries for about 25 seconds before it gives up. In offline mode
+    (``HF_HUB_OFFLINE=1``) ``datasets`` reads its local cache, so nothing is looked up."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return None
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as error:
+        return f"{host} cannot be reached: {error.strerror or error}"
+    return None
+
+
+def _tinystories_source(train_stories: int | None, validation_stories: int | None) -> dict[str, Iterable[str]]:
+    """The hub's own splits. A split whose story count is given is streamed, so only those
+    stories are downloaded; a whole split (``None``) is downloaded once into the Hugging Face
+    cache, where a second preparation finds it."""
+    reason = hub_unreachable_reason()
+    if reason:
+        raise HubUnreachable(reason)
+    counts = {"train": train_stories, "validation": validation_stories}
     try:
         import datasets
 
-        hub = {split: datasets.load_dataset("roneneldan/TinyStories", split=split) for split in SPLITS}
-    except Exception as error:
-        raise DataError(
-            f"Could not load roneneldan/TinyStories from the Hugging Face hub ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200] if str(error) else ''}).\n"
-            "Without internet, use one of the other two sources:\n"
-            "  * source='synthetic': the built-in generator of TinyStories-style stories;\n"
-            "  * a local path: TinyStories files you downloaded yourself (.txt with stories separated by "
-            "<|endoftext|>, .jsonl or .parquet with a 'text' field; a folder with files named *train* and *valid*)."
-        ) from None
+        hub = {split: datasets.load_dataset(TINYSTORIES, split=split, streaming=counts[split] is not None)
+               for split in SPLITS}
+    except Exception as error:  # ConnectionError, an offline cache miss, a proxy...: the hub is out of reach
+        raise HubUnreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}") from None
 
     def texts(split: str) -> Iterator[str]:
-        for batch in hub[split].iter(batch_size=1000):
-            yield from batch["text"]
+        read = 0
+        try:
+            for example in itertools.islice(hub[split], counts[split]):
+                read += 1
+                yield example["text"]
+        except Exception as error:  # the connection dropped part-way
+            raise DataError(f"reading {TINYSTORIES} ({split}) failed after {read:,} stories ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:200] if str(error) else ''}): run the same command again") from None
 
-    return {split: itertools.islice(texts(split), max_stories) for split in SPLITS}
+    return {split: texts(split) for split in SPLITS}
 
 
 def _check_text_file(path: Path) -> bool:
@@ -244,15 +282,17 @@ def open_source(source: str | os.PathLike, log: Callable[[str], None] = print, *
     one stream holds both splits and a hash of each story decides).
 
     ``source`` is ``"synthetic"`` (options: ``train_stories``, ``validation_stories``, ``seed``),
-    ``"tinystories"`` (option: ``max_stories`` per split, ``None`` for all) or a local path.
+    ``"tinystories"`` (options: ``train_stories``, ``validation_stories``, the first stories of
+    each split, ``None`` for all) or a local path.
     """
     if source == "synthetic":
         options = {**SYNTHETIC_DEFAULTS, **options}
         _check_counts(options, ("train_stories", "validation_stories"))
         return _synthetic_source(**options)
     if source == "tinystories":
-        _check_counts(options, ("max_stories",), allow_none=True)
-        return _tinystories_source(options.get("max_stories"))
+        options = {"train_stories": None, "validation_stories": None, **options}
+        _check_counts(options, ("train_stories", "validation_stories"), allow_none=True)
+        return _tinystories_source(**options)
     path = Path(source).expanduser()
     if path.exists():
         return _local_source(path, log)
@@ -311,11 +351,42 @@ def _progress(desc: str, total: int | None, disable: bool):
     return tqdm(desc=desc, total=total, unit=" stories", unit_scale=True, disable=disable, mininterval=0.5)
 
 
-def _write_splits(streams: dict[str, Iterable[str]], out_dir: Path, pool, progress) -> dict[str, SplitInfo]:
-    """Tokenize every stream chunk by chunk (in ``pool`` if given) and append the ids to
-    ``out_dir/<split>.bin.tmp``; memory holds a few chunks at a time, never the corpus."""
+def _tokenize_in_pool(streams: dict[str, Iterable[str]], workers: int, write: Callable[[Iterator], dict]) -> dict:
+    """``write(results)``, where ``results`` are the tokenized chunks of every stream, in order,
+    computed by ``workers`` processes (in this process if 1).
+
+    On Ctrl-C or an error the pool is stopped cleanly: no new chunk is handed out, the chunks
+    already handed out finish and are dropped, then the workers exit. (``Pool.terminate()`` can hang
+    here: a worker blocked writing a large result into a full pipe holds the lock that
+    terminating needs.) A second Ctrl-C stops the workers at once."""
+    stop = threading.Event()
     tasks = ((stream, chunk) for stream, texts in streams.items() for chunk in _chunks(texts, CHUNK_STORIES))
-    results = pool.imap(_tokenize_chunk, tasks) if pool is not None else map(_tokenize_chunk, tasks)
+    tasks = itertools.takewhile(lambda _: not stop.is_set(), tasks)
+    if workers == 1:
+        return write(map(_tokenize_chunk, tasks))
+    pool = multiprocessing.get_context().Pool(workers, initializer=_ignore_interrupts)
+    results = pool.imap(_tokenize_chunk, tasks)
+    try:
+        return write(results)
+    except BaseException:  # Ctrl-C, a bad story file, a full disk
+        stop.set()
+        try:
+            for _ in results:  # the few chunks already handed out
+                pass
+        except KeyboardInterrupt:
+            pool.terminate()
+            raise
+        except Exception:  # the error that stopped us, or another: it is already on its way
+            pass
+        raise
+    finally:
+        pool.close()
+        pool.join()
+
+
+def _write_splits(results: Iterator[dict], out_dir: Path, progress) -> dict[str, SplitInfo]:
+    """Append the token ids of each tokenized chunk to ``out_dir/<split>.bin.tmp``; memory holds
+    a few chunks at a time, never the corpus."""
     infos = {split: SplitInfo(file=f"{split}.bin", tokens=0, stories=0) for split in SPLITS}
     files = {split: open(out_dir / f"{split}.bin.tmp", "wb") for split in SPLITS}
     try:
@@ -471,18 +542,16 @@ def prepare_dataset(
     texts = open_source(source, log=log, **source_options)
     with _preparation_lock(out_dir):
         workers = num_workers or os.cpu_count() or 1
-        pool = multiprocessing.get_context().Pool(workers, initializer=_ignore_interrupts) if workers > 1 else None
-        expected = sum(source_options.get(f"{split}_stories", 0) for split in SPLITS) if source == "synthetic" else None
+        counts = [({**SYNTHETIC_DEFAULTS, **source_options} if source == "synthetic" else source_options).get(f"{split}_stories")
+                  for split in SPLITS]
+        expected = sum(counts) if source in ("synthetic", "tinystories") and None not in counts else None
         try:
             with _progress("tokenizing", expected, disable=not progress) as bar:
-                splits = _write_splits(texts, out_dir, pool, bar)
+                splits = _tokenize_in_pool(texts, workers, lambda results: _write_splits(results, out_dir, bar))
         except OSError:  # a full disk: free what was written
             for split in SPLITS:
                 (out_dir / f"{split}.bin.tmp").unlink(missing_ok=True)
             raise
-        finally:
-            if pool is not None:
-                pool.terminate()
         found = ", ".join(f"{info.stories:,} {split}" for split, info in splits.items())
         for split, info in splits.items():
             if info.tokens == 0:
@@ -610,20 +679,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--source", required=True, help="'synthetic', 'tinystories', or a local .txt/.jsonl/.parquet file or folder")
     parser.add_argument("--out-dir", required=True, help="folder to write train.bin, validation.bin and meta.json into")
-    parser.add_argument("--train-stories", type=cli.positive_int, default=SYNTHETIC_DEFAULTS["train_stories"], help="synthetic only: stories in the train split")
-    parser.add_argument("--validation-stories", type=cli.positive_int, default=SYNTHETIC_DEFAULTS["validation_stories"], help="synthetic only: stories in the validation split")
+    parser.add_argument("--train-stories", type=cli.positive_int, default=None,
+                        help=f"stories in the train split (synthetic: default {SYNTHETIC_DEFAULTS['train_stories']:,}; "
+                             "tinystories: the first N, streamed; default all)")
+    parser.add_argument("--validation-stories", type=cli.positive_int, default=None,
+                        help=f"stories in the validation split (synthetic: default {SYNTHETIC_DEFAULTS['validation_stories']:,}; "
+                             "tinystories: the first N; default all)")
     parser.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"], help="synthetic only: which stories to generate")
-    parser.add_argument("--max-stories", type=cli.positive_int, default=None, help="tinystories only: stop after this many stories per split")
     parser.add_argument("--workers", type=cli.positive_int, default=None, help="tokenizer processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="redo a dataset that already exists in --out-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    counts = {k: v for k, v in dict(train_stories=args.train_stories, validation_stories=args.validation_stories).items()
+              if v is not None}
     if args.source == "synthetic":
-        options = dict(train_stories=args.train_stories, validation_stories=args.validation_stories, seed=args.seed)
+        options = {**SYNTHETIC_DEFAULTS, **counts, "seed": args.seed}
     elif args.source == "tinystories":
-        options = dict(max_stories=args.max_stories)
+        options = counts
     else:
+        if counts:
+            parser.error("--train-stories and --validation-stories are for 'synthetic' and 'tinystories'; a local "
+                         "source is read whole")
         options = {}
     info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, num_workers=args.workers,
                            progress=not args.no_progress, **options)

@@ -24,6 +24,7 @@ From a terminal, also under ``torchrun --nproc_per_node=N`` (DistributedDataPara
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import os
 import sys
@@ -51,6 +52,10 @@ __all__ = [
     "make_optimizer", "make_scheduler", "learning_rates", "optimizer_step", "estimate_loss", "train", "ensure_trained",
 ]
 
+# Under torchrun, rank 0 prepares the dataset while the others wait, which for all of TinyStories
+# takes longer than NCCL's default 10 minutes.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=2)
+ESTIMATE_AFTER_STEPS = 4  # the expected time of a run is printed after this many of its steps
 # Settings that may change when a run is resumed: where it runs and in which precision.
 RESUMABLE_CHANGES = ("device", "dtype")
 
@@ -301,10 +306,26 @@ def _distributed(device_request: str) -> tuple[int, int, int]:
         device, _ = choose_device(device_request)
         if device.type == "cuda":
             torch.cuda.set_device(local_rank)
-            torch.distributed.init_process_group(backend="nccl", device_id=torch.device("cuda", local_rank))
+            torch.distributed.init_process_group(backend="nccl", device_id=torch.device("cuda", local_rank),
+                                                 timeout=PROCESS_GROUP_TIMEOUT)
         else:
-            torch.distributed.init_process_group(backend="gloo")
+            torch.distributed.init_process_group(backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return torch.distributed.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), torch.distributed.get_world_size()
+
+
+def describe_plan(model_config: GPTConfig, config: TrainConfig, world_size: int = 1) -> str:
+    """What a run will do, in one line: optimizer steps, tokens, evaluations."""
+    per_step = config.tokens_per_step(model_config.block_size, world_size)
+    evaluations = config.max_steps // config.eval_interval + 1
+    return (f"{config.max_steps:,} optimizer steps x {per_step:,} tokens = {config.max_steps * per_step / 1e6:,.1f}M "
+            f"tokens, {evaluations:,} evaluations")
+
+
+def format_duration(seconds: float) -> str:
+    """``"42 s"``, ``"14 min"``, ``"3.2 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
 def _load_for_resume(path: Path, model_config: GPTConfig, config: TrainConfig) -> dict:
@@ -398,6 +419,20 @@ def train(
     say(f"{raw_model.num_params():,} parameters; {tokens_per_step:,} tokens per optimizer step "
         f"({config.batch_size} x {model_config.block_size} x {config.grad_accum_steps} micro-batches"
         + (f" x {world_size} processes)" if world_size > 1 else ")"))
+    say(f"plan: {describe_plan(model_config, config, world_size)}; the time it takes here is measured over "
+        f"its first {ESTIMATE_AFTER_STEPS} steps")
+    step_seconds: list[float] = []  # of this call's optimizer steps, evaluations excluded
+    eval_seconds: list[float] = []
+
+    def say_estimate() -> None:
+        per_step = sum(step_seconds[1:]) / len(step_seconds[1:])  # the first step warms up: left out
+        per_eval = sum(eval_seconds) / len(eval_seconds) if eval_seconds else 0.0
+        evals_left = (config.max_steps - step) // config.eval_interval + 1
+        total = per_step * (config.max_steps - step) + per_eval * evals_left
+        bar.clear()
+        say(f"measured here: {per_step:.2f} s per step, {per_eval:.1f} s per evaluation: about "
+            f"{format_duration(total)} to step {config.max_steps:,} ({tokens_per_step / per_step:,.0f} tokens/s)")
+        bar.refresh()
 
     def all_rng_states() -> list[dict]:
         state = asdict(_RNGState.capture(batch_generator, device))
@@ -421,6 +456,7 @@ def train(
 
     def evaluate() -> None:
         nonlocal best_val_loss
+        eval_start = time.perf_counter()
         losses = estimate_loss(model, data_dir, config, model_config.block_size, device, dtype, seed=config.seed + 1 + rank)
         record = dict(step=step, tokens=step * tokens_per_step, lr=scheduler.get_last_lr()[0],
                       train_loss=losses["train"], val_loss=losses["validation"])
@@ -437,6 +473,7 @@ def train(
         except BaseException:
             history.pop()
             raise
+        eval_seconds.append(time.perf_counter() - eval_start)
         bar.clear()  # keep the progress bar below the log lines
         say(f"step {step:>6,}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
             f"lr {record['lr']:.2e}" + ("  (best so far, saved)" if is_best else ""))
@@ -455,6 +492,7 @@ def train(
                 rng_at_step_start = [asdict(_RNGState.capture(batch_generator, device))]
             if step % config.eval_interval == 0 and not (history and history[-1]["step"] == step):
                 evaluate()
+            step_start = time.perf_counter()
             step_loss = torch.zeros((), device=device)
             for micro in range(config.grad_accum_steps):
                 x, y = get_batch(data_dir, "train", config.batch_size, model_config.block_size, device, batch_generator)
@@ -478,6 +516,9 @@ def train(
             scheduler.step()  # once per optimizer step, not per micro-batch (bug 3)
             step += 1
             updating = False
+            step_seconds.append(time.perf_counter() - step_start)
+            if len(step_seconds) == ESTIMATE_AFTER_STEPS and step < config.max_steps:
+                say_estimate()
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
         if step == config.max_steps and not (history and history[-1]["step"] == step):
@@ -504,17 +545,19 @@ def train(
 
 
 def ensure_trained(preset, log=print) -> list[dict]:
-    """The history of ``preset``'s run, training it first (and saying so) if there is none.
+    """The history of ``preset``'s run, training it first (and saying what and for how long)
+    if there is no finished run.
 
     Later notebooks call this so each runs on its own: with notebook 04 already run, it only
-    loads ``history.json``. A run that was interrupted is resumed."""
+    loads ``history.json``. An interrupted run is resumed."""
     out_dir = preset.out_dir
     if _finished(out_dir, preset.train.max_steps):
-        log(f"found the {preset.name} preset's run in {out_dir.name}/")
+        log(f"found the {preset.name} preset's finished run in {out_dir}")
         return load_history(out_dir)
-    log(f"no finished {preset.name} run in {out_dir.name}/: training it now (notebook 04 explains each step)")
-    ensure_dataset(preset.data_dir, preset.data_source, progress=False, log=log, **preset.data_options)
-    return train(preset, resume=True, log=log).history
+    log(f"no finished {preset.name} run in {out_dir}: training it now ({describe_plan(preset.model, preset.train)}; "
+        "notebook 04 explains each step)")
+    info = preset.prepare_data(progress=False, log=log)
+    return train(preset, data_dir=info.path, resume=True, log=log).history
 
 
 def _finished(out_dir: Path, max_steps: int) -> bool:
@@ -555,13 +598,19 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else preset.out_dir
     check_out_dir(out_dir, args.resume, args.overwrite)
     data_dir = Path(args.data_dir) if args.data_dir else preset.data_dir
-    rank, _, world_size = _distributed(preset.train.device)
+    rank, _, world_size = _distributed(preset.train.device)  # with a long timeout: rank 0 may prepare the data first
     try:
         if rank == 0:
-            info = ensure_dataset(data_dir, preset.data_source, progress=not args.no_progress, **preset.data_options)
+            if args.data_dir:
+                info = ensure_dataset(data_dir, preset.data_source, progress=not args.no_progress, **preset.data_options)
+            else:
+                info = preset.prepare_data(progress=not args.no_progress)
+            data_dir = Path(info.path)
             print(f"training on {data_dir}: {info.splits['train'].tokens:,} train tokens from {info.source!r}")
-        if world_size > 1:
-            torch.distributed.barrier()
+        if world_size > 1:  # every process trains on the dataset rank 0 found or prepared
+            shared = [str(data_dir)]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            data_dir = Path(shared[0])
         result = train(preset, data_dir=data_dir, out_dir=out_dir, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress)
     finally:

@@ -134,17 +134,6 @@ def test_bad_inputs_get_clear_errors(tmp_path, monkeypatch):
         prepare_dataset("synthetic", tmp_path / "d", train_stories=2, validation_stories=1)
 
 
-def test_tinystories_offline_names_the_other_sources(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    try:
-        prepare_dataset("tinystories", tmp_path, max_stories=10, num_workers=1, progress=False)
-    except DataError as error:
-        assert "synthetic" in str(error) and "local path" in str(error)
-    else:  # only where the dataset sits in the local Hugging Face cache
-        assert read_info(tmp_path).splits["train"].stories == 10
-
-
 def test_damaged_bin_files_are_reported(small_dataset, tmp_path):
     prepare_dataset("synthetic", tmp_path, train_stories=30, validation_stories=5, num_workers=1, progress=False)
     with open(tmp_path / "train.bin", "ab") as f:

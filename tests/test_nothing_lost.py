@@ -22,7 +22,7 @@ pytestmark = requires_tokenizer
 
 def start(module: str, *args, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.Popen([sys.executable, "-m", module, "--no-progress", *map(str, args)], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", module, "--no-progress", *map(str, args)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs)
 
 
@@ -32,6 +32,16 @@ def wait_for(condition, proc: subprocess.Popen, what: str, seconds: float = 300)
         assert proc.poll() is None, f"the process ended before {what}: {proc.stderr.read()}"
         assert time.time() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def finish(proc: subprocess.Popen, seconds: float = 120) -> tuple[str, str]:
+    """stdout and stderr of ``proc``; if it hangs, its threads' stacks (faulthandler) in the failure."""
+    try:
+        return proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        raise AssertionError(f"the process hung after the signal; its stacks:\n{err[-5000:]}") from None
 
 
 def contents(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
@@ -51,7 +61,7 @@ def test_ctrl_c_during_preparation_exits_130_and_keeps_the_earlier_dataset(tmp_p
     wait_for(lambda: (out / "train.bin.tmp").exists() and (out / "train.bin.tmp").stat().st_size > 0, proc,
              "tokens were written")
     os.killpg(proc.pid, signal.SIGINT)
-    out_text, err = proc.communicate(timeout=120)
+    out_text, err = finish(proc)
     assert proc.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted: the new tokens were only in *.bin.tmp files"), err
@@ -68,7 +78,7 @@ def test_ctrl_c_during_a_first_preparation_leaves_nothing_that_looks_complete(tm
     wait_for(lambda: (out / "train.bin.tmp").exists() and (out / "train.bin.tmp").stat().st_size > 0, proc,
              "tokens were written")
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = finish(proc)
     assert proc.returncode == 130 and "Traceback" not in err
     assert read_info(out) is None and not (out / "train.bin").exists()
 
@@ -94,7 +104,7 @@ def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_d
     history = out / "history.json"
     wait_for(lambda: history.exists() and json.loads(history.read_text())[-1]["step"] >= 10, proc, "step 10")
     proc.send_signal(signal.SIGINT)
-    out_text, err = proc.communicate(timeout=120)
+    out_text, err = finish(proc)
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err + out_text, err
@@ -102,7 +112,7 @@ def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_d
     assert lines[0] == f"interrupted at step {step:,} of 30; --resume continues" and 10 <= step < 30
     assert "done:" not in out_text
     resumed = start("slm_helpers.train", *args, "--resume")
-    out_text, err = resumed.communicate(timeout=300)
+    out_text, err = finish(resumed, 300)
     assert resumed.returncode == 0, err
     assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in out_text and "done: 30 steps" in out_text
     assert load_history(out)[-1]["step"] == 30

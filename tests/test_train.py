@@ -69,14 +69,32 @@ def test_ci_preset_trains_on_the_cpu_in_fp32_whatever_the_machine(monkeypatch):
     assert choose_dtype(device, get_preset("cpu").train.dtype)[0] == torch.bfloat16  # the others still choose
 
 
-def test_gpu_preset_is_the_original_run_with_the_bugs_fixed():
+def test_gpu_preset_is_the_original_model_and_compute_with_the_bugs_fixed():
     gpu = get_preset("gpu")
     t = gpu.train
     assert (gpu.model.n_layer, gpu.model.n_head, gpu.model.n_embd, gpu.model.block_size, gpu.model.dropout) == (6, 6, 384, 128, 0.1)
-    assert (t.batch_size, t.grad_accum_steps, t.learning_rate, t.betas, t.eps, t.weight_decay, t.grad_clip) == (
-        32, 32, 1e-4, (0.9, 0.95), 1e-9, 0.1, 0.5)
-    assert t.max_steps == 20_000 and t.warmup_steps == 1_000 and t.min_lr < t.learning_rate
-    assert gpu.data_source == "tinystories"
+    assert gpu.model.vocab_size == 50257 and gpu.data_source == "tinystories" and gpu.fallback_source is None
+    assert (t.betas, t.eps, t.weight_decay, t.grad_clip) == ((0.9, 0.95), 1e-9, 0.1, 0.5)
+    original_tokens = 625 * 32 * 32 * 128  # the original's 20,000 micro-batches were 625 optimizer steps
+    assert t.max_steps * t.tokens_per_step(gpu.model.block_size) == original_tokens == 81_920_000
+    assert t.min_lr == pytest.approx(t.learning_rate / 10) and 0 < t.warmup_steps <= t.max_steps // 10  # bug 1 fixed
+    evaluation = 2 * t.eval_batches  # forward passes of one micro-batch, both splits
+    training = t.eval_interval * t.grad_accum_steps * 3  # forward + backward of the steps between evaluations
+    assert evaluation / training < 0.05  # bug 4: the original's evaluation cost twice its training
+
+
+def test_gpu_long_preset_is_about_one_epoch_of_tinystories():
+    long, gpu = get_preset("gpu-long"), get_preset("gpu")
+    assert long.model == gpu.model and long.data_dir == gpu.data_dir  # the same model, the same whole dataset
+    tokens = long.train.max_steps * long.train.tokens_per_step(long.model.block_size)
+    assert 470e6 <= tokens <= 2 * 470e6  # TinyStories' train split holds about 470M GPT-2 tokens
+
+
+def test_cpu_preset_streams_tinystories_and_falls_back_to_the_built_in_stories():
+    cpu = get_preset("cpu")
+    assert cpu.data_source == "tinystories" and cpu.data_options == dict(train_stories=20_000, validation_stories=1_000)
+    assert cpu.fallback_source == "synthetic" and cpu.data_dir.name == "tinystories-cpu"
+    assert get_preset("ci").data_source == "synthetic"
 
 
 def test_train_without_a_preset_needs_every_setting(tmp_path):
@@ -85,7 +103,7 @@ def test_train_without_a_preset_needs_every_setting(tmp_path):
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown preset 'laptop'; choose one of: ci, cpu, gpu"):
+    with pytest.raises(ValueError, match="Unknown preset 'laptop'; choose one of: ci, cpu, gpu, gpu-long"):
         get_preset("laptop")
 
 
@@ -274,7 +292,7 @@ def test_cli_bad_preset_is_one_clear_line(tmp_path):
     proc = _cli(["--preset", "laptop", "--out-dir", str(tmp_path)])
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "Unknown preset 'laptop'; choose one of: ci, cpu, gpu" in err and "Traceback" not in err
+    assert "Unknown preset 'laptop'; choose one of: ci, cpu, gpu, gpu-long" in err and "Traceback" not in err
 
 
 @requires_tokenizer
