@@ -16,3 +16,8 @@ One module per concept, in the order the notebooks teach them:
 """
 
 __version__ = "0.1.0"
+
+# Where Colab clones the series from. A fork changes it here, then runs
+# `python tests/refresh_notebooks.py --links` to write it into every notebook's setup cell and
+# into README.md's "Open in Colab" links (tests/test_notebooks.py checks that they agree).
+REPOSITORY = "https://github.com/slm-from-scratch/slm-from-scratch"

@@ -321,6 +321,30 @@ def describe_plan(model_config: GPTConfig, config: TrainConfig, world_size: int 
             f"tokens, {evaluations:,} evaluations")
 
 
+# Dense peak throughput of the 16-bit tensor cores each GPU trains with here, in TFLOP/s (the
+# vendors' data sheets), and the share of it a small model like ours is assumed to reach. Times
+# computed from them are estimates, not measurements: the real ones can be 2x either way.
+GPU_PEAK_TFLOPS = {"T4 (fp16)": 65.0, "A100 (bf16)": 312.0, "H100 SXM (bf16)": 989.0}
+ASSUMED_UTILIZATION = 0.25
+
+
+def training_flops(model_config: GPTConfig, config: TrainConfig) -> float:
+    """FLOPs of a whole run: 6 per parameter per token (2 forward, 4 backward; the tied head is
+    one matrix, counted once) plus the attention scores (12 x n_layer x block_size x n_embd per
+    token), times the tokens of ``max_steps`` optimizer steps; evaluation not included."""
+    with torch.device("meta"):  # counts parameters without allocating them
+        params = GPT(model_config).num_params()
+    per_token = 6 * params + 12 * model_config.n_layer * model_config.block_size * model_config.n_embd
+    return per_token * config.max_steps * config.tokens_per_step(model_config.block_size)
+
+
+def estimated_gpu_seconds(model_config: GPTConfig, config: TrainConfig) -> dict[str, float]:
+    """An estimate from FLOPs (not a measurement) of a run's time on each GPU of
+    :data:`GPU_PEAK_TFLOPS`, at :data:`ASSUMED_UTILIZATION` of its peak."""
+    flops = training_flops(model_config, config)
+    return {gpu: flops / (tflops * 1e12 * ASSUMED_UTILIZATION) for gpu, tflops in GPU_PEAK_TFLOPS.items()}
+
+
 def format_duration(seconds: float) -> str:
     """``"42 s"``, ``"14 min"``, ``"3.2 h"``."""
     if seconds < 90:
@@ -353,9 +377,9 @@ def train(
 ) -> TrainResult:
     """Train a GPT and write its best weights, checkpoint and history into ``out_dir``.
 
-    Give a :class:`~slm_helpers.presets.Preset` (its model, training settings and folders),
-    or ``model_config``, ``train_config``, ``data_dir`` and ``out_dir`` directly; explicit
-    arguments win over the preset's. ``resume=True`` continues from ``out_dir``'s checkpoint
+    Give a :class:`~slm_helpers.presets.Preset` (its model, training settings and folders;
+    its dataset is prepared first if missing), or ``model_config``, ``train_config``,
+    ``data_dir`` and ``out_dir`` directly; explicit arguments win over the preset's. ``resume=True`` continues from ``out_dir``'s checkpoint
     (with the same settings); an earlier run in ``out_dir`` is replaced only with
     ``overwrite=True``. ``stop_at_step`` stops early, as an interruption would (after writing
     a checkpoint), which is how the resume demonstration and tests interrupt a run.
@@ -364,13 +388,15 @@ def train(
         raise ValueError("Give a preset (get_preset('ci')), or all of model_config, train_config, data_dir and out_dir.")
     model_config = model_config or preset.model
     config = train_config or preset.train
-    data_dir = Path(data_dir or preset.data_dir)
     out_dir = Path(out_dir or preset.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
 
     # Everything that can be wrong is found before any file is touched.
     check_out_dir(out_dir, resume, overwrite)
     checkpoint = _load_for_resume(checkpoint_path, model_config, config) if resume and checkpoint_path.is_file() else None
+    if data_dir is None:  # the preset's dataset, prepared first if missing (saying so)
+        data_dir = preset.prepare_data(progress=progress, log=log).path
+    data_dir = Path(data_dir)
     check_dataset_fits(data_dir, model_config)
     rank, local_rank, world_size = _distributed(config.device)
     device, device_reason = choose_device(config.device)

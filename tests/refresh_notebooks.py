@@ -2,6 +2,7 @@
 
     SLM_GPT2_TIKTOKEN=... python tests/refresh_notebooks.py                   # every notebook
     SLM_GPT2_TIKTOKEN=... python tests/refresh_notebooks.py notebooks/04_*.ipynb
+    python tests/refresh_notebooks.py --links    # only: setup cells and Colab links from REPOSITORY
 
 Each notebook runs in a fresh kernel, in order, with the ``ci`` preset, and with its data and
 runs in a new temporary folder (``SLM_DATA_DIR``, ``SLM_RUNS_DIR``), so the outputs are those
@@ -19,7 +20,53 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from slm_helpers import REPOSITORY
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+COLAB_CLONE = "/content/slm-from-scratch"
+
+
+def setup_cell(repository: str = REPOSITORY) -> str:
+    """The first code cell of every notebook: in Colab it clones and installs the series."""
+    return f"""\
+# Setup. Locally: `pip install -r requirements.txt -e .` in the repository, once (README.md).
+# In Colab: this clones the series and installs it (about a minute); a fork: see README.md.
+import importlib.util, os, subprocess, sys
+
+REPO = "{repository}"
+if importlib.util.find_spec("slm_helpers") is None:
+    if "google.colab" not in sys.modules:
+        raise SystemExit("slm_helpers is not installed: run `pip install -r requirements.txt -e .` "
+                         "in the repository, then restart the kernel.")
+    if not os.path.isdir("{COLAB_CLONE}"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO, "{COLAB_CLONE}"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "{COLAB_CLONE}"], check=True)
+    sys.path.insert(0, "{COLAB_CLONE}")
+
+import slm_helpers
+print("slm_helpers", slm_helpers.__version__)"""
+
+
+def colab_link(notebook: Path, repository: str = REPOSITORY) -> str:
+    owner_and_name = repository.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{owner_and_name}/blob/main/notebooks/{notebook.name}"
+
+
+def write_links(repository: str = REPOSITORY) -> None:
+    """Put ``repository`` into every notebook's setup cell and README.md's Colab links."""
+    import re
+
+    for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
+        if first_code.source != setup_cell(repository):
+            first_code.source = setup_cell(repository)
+            nbformat.write(nb, path)
+    readme = ROOT / "README.md"
+    text = re.sub(r"https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/notebooks/",
+                  colab_link(Path("x")).removesuffix("x"), readme.read_text())
+    readme.write_text(text)
 
 
 def refresh(paths: list[Path], store: list[Path]) -> None:
@@ -38,6 +85,10 @@ def refresh(paths: list[Path], store: list[Path]) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--links"]:
+        write_links()
+        sys.exit(0)
+    write_links()
     if not os.environ.get("SLM_GPT2_TIKTOKEN"):
         print("note: SLM_GPT2_TIKTOKEN is unset, so the tokenizer will be downloaded", file=sys.stderr)
     chosen = [Path(p).resolve() for p in sys.argv[1:]] or sorted(NOTEBOOKS.glob("0*.ipynb"))

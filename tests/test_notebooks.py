@@ -1,0 +1,45 @@
+"""The notebooks as files: what nbval does not check itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from refresh_notebooks import NOTEBOOKS, ROOT, colab_link, setup_cell
+
+PATHS = sorted(NOTEBOOKS.glob("0*.ipynb"))
+# Words that only a machine-dependent line prints: such a line must sit in a cell whose output
+# nbval ignores, or the saved outputs fail on the other kind of machine.
+MACHINE_WORDS = ("no GPU found", "native bf16", "CUDA is available", "Apple MPS", "tokens/s", "s per step")
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def text_of(cell: dict) -> str:
+    return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in cell["outputs"])
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_the_setup_cell_clones_the_repository_of_record(path):
+    first_code = next(c for c in cells(path) if c["cell_type"] == "code")
+    assert "".join(first_code["source"]) == setup_cell()  # tests/refresh_notebooks.py --links writes it
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_the_readme_links_to_the_notebook_in_colab(path):
+    assert f"]({colab_link(path)})" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_saved_outputs_come_from_one_fresh_run_and_name_no_machine(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    for index, cell in enumerate(code):
+        if "nbval-ignore-output" in cell["metadata"].get("tags", []):
+            continue
+        found = [word for word in MACHINE_WORDS if word in text_of(cell)]
+        assert not found, f"code cell {index + 1} prints {found[0]!r} in an output nbval compares"
