@@ -28,7 +28,7 @@ HISTORY_FILE = "history.json"
 RUN_FILES = (CHECKPOINT_FILE, BEST_WEIGHTS_FILE, HISTORY_FILE)
 CHECKPOINT_VERSION = 2
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "scaler", "rng", "history", "best_val_loss",
-                   "model_config", "train_config")
+                   "tokens_seen", "model_config", "train_config")
 MAKE_IT = "notebook 04 or `python -m slm_helpers.train` writes it"
 
 

@@ -418,6 +418,7 @@ def train(
     scheduler = make_scheduler(optimizer, config)
     scaler = make_grad_scaler(device, dtype)
     step, history, best_val_loss = 0, [], math.inf
+    tokens_seen = 0  # counted step by step: a resumed run may have another number of processes
 
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -426,12 +427,16 @@ def train(
         if scaler.is_enabled() and checkpoint["scaler"]:  # a CPU or bf16 run saved a disabled, empty scaler
             scaler.load_state_dict(checkpoint["scaler"])
         step, history, best_val_loss = checkpoint["step"], checkpoint["history"], checkpoint["best_val_loss"]
+        tokens_seen = checkpoint["tokens_seen"]
         saved_rng = checkpoint["rng"]
-        if rank < len(saved_rng):
+        if rank < len(saved_rng):  # each process continues its own batch stream...
             _RNGState(**saved_rng[rank]).restore(batch_generator, device)
-        if len(saved_rng) != world_size:
-            say(f"the checkpoint has the batch streams of {len(saved_rng)} process(es), this run has {world_size}: "
-                f"processes beyond {len(saved_rng)} start fresh streams (seed + rank)")
+        if len(saved_rng) > world_size:  # ...and the streams of processes that are gone end here
+            say(f"the checkpoint was written by {len(saved_rng)} processes, this run has {world_size}: it continues "
+                f"the batch streams of ranks 0-{world_size - 1}; the others end here")
+        elif len(saved_rng) < world_size:
+            say(f"the checkpoint was written by {len(saved_rng)} process(es), this run has {world_size}: ranks "
+                f"{len(saved_rng)}-{world_size - 1} start fresh batch streams (seed + rank)")
         say(f"resumed from {checkpoint_path} at step {step:,}")
     elif resume:
         say(f"no checkpoint in {out_dir}: starting from step 0")
@@ -475,7 +480,7 @@ def train(
         atomic_save({
             "format_version": CHECKPOINT_VERSION, "step": step, "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": rng_states, "history": history, "best_val_loss": best_val_loss,
+            "rng": rng_states, "history": history, "best_val_loss": best_val_loss, "tokens_seen": tokens_seen,
             "model_config": asdict(model_config), "train_config": asdict(config),
         }, checkpoint_path)
         atomic_write_json(history, out_dir / HISTORY_FILE)
@@ -484,7 +489,7 @@ def train(
         nonlocal best_val_loss
         eval_start = time.perf_counter()
         losses = estimate_loss(model, data_dir, config, model_config.block_size, device, dtype, seed=config.seed + 1 + rank)
-        record = dict(step=step, tokens=step * tokens_per_step, lr=scheduler.get_last_lr()[0],
+        record = dict(step=step, tokens=tokens_seen, lr=scheduler.get_last_lr()[0],
                       train_loss=losses["train"], val_loss=losses["validation"])
         is_best = record["val_loss"] < best_val_loss
         if is_best and is_main:
@@ -541,6 +546,7 @@ def train(
             optimizer_step(model, optimizer, scaler, config.grad_clip)
             scheduler.step()  # once per optimizer step, not per micro-batch (bug 3)
             step += 1
+            tokens_seen += tokens_per_step
             updating = False
             step_seconds.append(time.perf_counter() - step_start)
             if len(step_seconds) == ESTIMATE_AFTER_STEPS and step < config.max_steps:

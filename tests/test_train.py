@@ -314,3 +314,72 @@ def test_torchrun_two_cpu_processes(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "ddp" / CHECKPOINT_FILE)
     assert len(checkpoint["rng"]) == 2  # one batch stream per process...
     assert not torch.equal(checkpoint["rng"][0]["batch"], checkpoint["rng"][1]["batch"])  # ...and they differ
+
+
+# ----------------------------------------------------------------------------- GPU paths, stood in for on the CPU
+
+
+@requires_tokenizer
+def test_resume_reads_the_checkpoint_on_the_cpu_whatever_the_device(small_dataset, tmp_path, monkeypatch):
+    # Generator.set_state and torch.cuda.set_rng_state take CPU tensors only: a checkpoint
+    # mapped to the GPU would make resuming fail there.
+    run_tiny(small_dataset, tmp_path, stop_at_step=4)
+    real_load, seen = torch.load, []
+
+    def load(*args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    run_tiny(small_dataset, tmp_path, resume=True)
+    assert seen and set(seen) == {"cpu"}
+    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    assert all(t.device.type == "cpu" for state in checkpoint["rng"] for t in (state["batch"], state["torch_cpu"]))
+
+
+@requires_tokenizer
+def test_a_checkpoint_of_a_disabled_scaler_resumes_under_an_enabled_one(small_dataset, tmp_path, monkeypatch):
+    # A CPU or bf16 run saves a disabled GradScaler's empty state; resumed on a T4 (fp16, scaler
+    # enabled), GradScaler.load_state_dict would raise on it. The enabled scaler here is a CPU one.
+    run_tiny(small_dataset, tmp_path, stop_at_step=4)
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["scaler"] == {}
+    monkeypatch.setattr(train_module, "make_grad_scaler",
+                        lambda device, dtype: torch.amp.GradScaler("cpu", init_scale=256.0, enabled=True))
+    result = run_tiny(small_dataset, tmp_path, resume=True)
+    assert result.steps == 12 and not result.interrupted
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["scaler"]["scale"] > 0  # the enabled scaler's state, saved
+
+
+DDP_STOP_SCRIPT = """
+import sys
+from slm_helpers.presets import get_preset
+from slm_helpers.train import train
+preset = get_preset("ci", max_steps=8)  # what `--max-iters 8` asks for
+train(preset, data_dir=sys.argv[1], out_dir=sys.argv[2], stop_at_step=4, progress=False)
+"""
+
+
+@requires_tokenizer
+def test_a_two_process_run_resumed_as_one_process(small_dataset, tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    script = tmp_path / "ddp_stop.py"
+    script.write_text(DDP_STOP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script), small_dataset.path,
+                            str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoint = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)
+    assert checkpoint["step"] == 4 and len(checkpoint["rng"]) == 2
+    per_process = PRESETS["ci"].train.tokens_per_step(PRESETS["ci"].model.block_size)
+    assert checkpoint["tokens_seen"] == 4 * 2 * per_process
+    resumed = _cli(["--preset", "ci", "--max-iters", "8", "--resume", "--data-dir", small_dataset.path,
+                    "--out-dir", str(tmp_path / "run")])
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert ("the checkpoint was written by 2 processes, this run has 1: it continues the batch streams of ranks 0-0; "
+            "the others end here") in out
+    history = load_history(tmp_path / "run")
+    assert history[-1]["step"] == 8
+    # Tokens keep counting what was really seen: 4 steps of 2 processes, then 4 steps of 1.
+    assert history[-1]["tokens"] == 4 * 2 * per_process + 4 * per_process
+    assert [r["tokens"] for r in history] == sorted(r["tokens"] for r in history)
