@@ -102,10 +102,10 @@ LOCAL_FILES_HINT = ("TinyStories files you downloaded yourself can be prepared w
 class HubUnreachable(DataError):
     """The Hugging Face hub could not be reached; ``reason`` says why, in a few words."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, what_to_do: str = ""):
         self.reason = reason
-        super().__init__(f"could not load {TINYSTORIES} from the Hugging Face hub ({reason}): without internet, use "
-                         f"source 'synthetic' (the built-in stories), or {LOCAL_FILES_HINT}")
+        super().__init__(f"could not load {TINYSTORIES} from the Hugging Face hub ({reason}): " + (what_to_do or (
+            f"without internet, use source 'synthetic' (the built-in stories), or {LOCAL_FILES_HINT}")))
 
 
 def hub_unreachable_reason(host: str = HUB_HOST) -> str | None:

@@ -74,7 +74,11 @@ class Preset:
             return ensure_dataset(self.data_dir, self.data_source, progress=progress, log=log, **self.data_options)
         except HubUnreachable as error:
             if self.fallback_source is None:
-                raise
+                raise HubUnreachable(error.reason, (
+                    f"the {self.name} preset trains on all of TinyStories and has no substitute; without internet, "
+                    f"prepare TinyStories files you downloaded into its folder (python -m slm_helpers.data --source "
+                    f"PATH --out-dir {self.data_dir}), or train the cpu preset, which uses the built-in stories"
+                )) from None
             fallback_dir = self.data_dir_for(self.fallback_source, self.fallback_options)
             log(f"TinyStories is out of reach ({error.reason}): the {self.name} preset uses the built-in "
                 f"{self.fallback_source} stories instead, in {fallback_dir}. Online, it streams TinyStories itself; "

@@ -227,6 +227,12 @@ CASES = [
          lambda d, ws: training("--data-dir", edit_meta(copy_dataset(ws, d), n_vocab=100_277), "--out-dir", d / "r"),
          r"dataset holds ids of a 100,277-token vocabulary, more than the model's vocab_size=50,257: give the model "
          r"vocab_size >= 100,277"),
+    Case("train-gpu-preset-offline",  # HF_HUB_OFFLINE with an empty cache: the hub is out of reach on any machine
+         lambda d, ws: (["slm_helpers.train", "--no-progress", "--preset", "gpu", "--out-dir", str(d / "r")],
+                        {"HF_HUB_OFFLINE": "1", "HF_HOME": str(d / "hf"), "SLM_DATA_DIR": str(d / "data")}),
+         r"could not load roneneldan/TinyStories from the Hugging Face hub \(ConnectionError: .*\): the gpu preset "
+         r"trains on all of TinyStories and has no substitute; without internet, prepare TinyStories files you "
+         r"downloaded into its folder"),
     Case("train-data-dir-with-other-files",
          lambda d, ws: training("--data-dir", write(d / "mine" / "notes.txt", "x").parent, "--out-dir", d / "r"),
          r"mine holds no complete dataset \(no meta.json\) but other files \(notes.txt\): prepare one there with "

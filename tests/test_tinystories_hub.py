@@ -114,7 +114,8 @@ def test_unreachable_hub_cpu_says_so_in_one_line_and_uses_the_built_in_stories(h
     assert "to choose, prepare a dataset into" in fallback_notices[0]
     assert info.source == "synthetic" and info.path.endswith("synthetic-cpu")  # recorded in meta.json
     with pytest.raises(HubUnreachable, match=r"could not load roneneldan/TinyStories from the Hugging Face hub "
-                                             r"\(ConnectionError: .*\): without internet, use source 'synthetic'"):
+                                             r"\(ConnectionError: .*\): the gpu preset trains on all of TinyStories and "
+                                             r"has no substitute; without internet, prepare TinyStories files"):
         get_preset("gpu").prepare_data(progress=False, log=notices.append)  # no silent substitute for the real run
 
 
