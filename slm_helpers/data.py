@@ -346,7 +346,7 @@ def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def _progress(desc: str, total: int | None, disable: bool):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # one live bar in JupyterLab and Colab, text in a terminal
 
     return tqdm(desc=desc, total=total, unit=" stories", unit_scale=True, disable=disable, mininterval=0.5)
 

@@ -223,6 +223,25 @@ class GPT(nn.Module):
             x = block(x, cache.layers[i] if cache is not None else None)
         return self.transformer.ln_f(x)
 
+    @torch.no_grad()
+    def attention_weights(self, idx: torch.Tensor, layer: int = 0) -> torch.Tensor:
+        """The attention weights of every head of block ``layer`` on one sequence ``idx`` of
+        shape ``(1, T)``: ``(n_head, T, T)``, row i the query position (for pictures; the
+        forward pass never forms them on the fused path)."""
+        if not 0 <= layer < self.config.n_layer:
+            raise ValueError(f"layer must be in [0, {self.config.n_layer}), not {layer}")
+        check_token_ids(idx, self.config.vocab_size)
+        T = idx.size(1)
+        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
+        for block in self.transformer.h[:layer]:
+            x = block(x)
+        attn = self.transformer.h[layer].attn
+        q, k, _ = attn.c_attn(self.transformer.h[layer].ln_1(x)).split(self.config.n_embd, dim=2)
+        q, k = (t.view(1, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        scores = scores.masked_fill(~attn.causal_mask[:, :, :T, :T], float("-inf"))
+        return F.softmax(scores, dim=-1)[0]
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
         """Logits for the next token, and the cross-entropy loss when ``targets`` are given.
 

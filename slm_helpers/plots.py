@@ -12,9 +12,11 @@ def best_record(history: list[dict]) -> dict:
     return min(history, key=lambda r: r["val_loss"])
 
 
-def plot_history(history: list[dict], title: str = "", ax=None):
+def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: list[float] | None = None):
     """Train and validation loss against optimizer steps (tokens seen on the top axis), the
-    learning rate on a second y axis, and the best checkpoint marked. Returns the figure."""
+    learning rate on a second y axis (at every optimizer step if ``lr_per_step`` is given,
+    e.g. ``learning_rates(config)``; else at the evaluations), and the best checkpoint
+    marked. Validation is dashed with open markers, so both show where they overlap."""
     if not history:
         raise ValueError("The history is empty: train for at least one evaluation first.")
     if ax is None:
@@ -22,7 +24,8 @@ def plot_history(history: list[dict], title: str = "", ax=None):
     fig = ax.figure
     steps = [r["step"] for r in history]
     ax.plot(steps, [r["train_loss"] for r in history], "o-", label="train loss", color="tab:blue")
-    ax.plot(steps, [r["val_loss"] for r in history], "s-", label="validation loss", color="tab:orange")
+    ax.plot(steps, [r["val_loss"] for r in history], "s--", label="validation loss", color="tab:orange",
+            markerfacecolor="none", markersize=8)
     best = best_record(history)
     ax.scatter([best["step"]], [best["val_loss"]], s=180, facecolors="none", edgecolors="tab:red", linewidths=2,
                zorder=5, label=f"best checkpoint (step {best['step']:,}, val {best['val_loss']:.3f})")
@@ -36,7 +39,10 @@ def plot_history(history: list[dict], title: str = "", ax=None):
         top.set_xlabel("tokens seen (millions)")
 
     lr_ax = ax.twinx()
-    lr_ax.plot(steps, [r["lr"] for r in history], ":", color="tab:green", label="learning rate")
+    if lr_per_step is not None:
+        lr_ax.plot(range(len(lr_per_step)), lr_per_step, "-", color="tab:green", alpha=0.6, label="learning rate (every step)")
+    else:
+        lr_ax.plot(steps, [r["lr"] for r in history], ":", color="tab:green", label="learning rate (at evaluations)")
     lr_ax.set_ylabel("learning rate", color="tab:green")
     lr_ax.tick_params(axis="y", colors="tab:green")
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
@@ -52,3 +58,118 @@ def plot_history(history: list[dict], title: str = "", ax=None):
 def perplexity(loss: float) -> float:
     """exp(loss): the number of equally likely tokens the model is, on average, choosing among."""
     return math.exp(loss)
+
+
+def show_tokens(tokenizer, text: str, width: float = 11.0, fontsize: int = 12):
+    """``text`` drawn as its tokens: each token a coloured box, in the order the model reads
+    them, wrapped like a paragraph (spaces shown as ``·``, since most tokens begin with one).
+    Returns the figure (notebook 01)."""
+    ids = tokenizer.encode_ordinary(text)
+    pieces = [tokenizer.decode([i]).replace(" ", "·").replace("\n", "↵") for i in ids]
+    colours = plt.get_cmap("Pastel1").colors
+    fig = plt.figure(figsize=(width, 1))
+    renderer = fig.canvas.get_renderer()
+    x, y, line_height, positions = 0.0, 0.0, 0.0, []
+    for i, piece in enumerate(pieces):  # measure each box, wrap when the line is full
+        probe = fig.text(0, 0, piece, fontsize=fontsize, family="monospace")
+        box = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = box.width / fig.dpi + 0.12, box.height / fig.dpi + 0.18
+        if x + w > width - 0.2 and x > 0:
+            x, y = 0.0, y + line_height
+        positions.append((x, y))
+        x, line_height = x + w + 0.04, max(line_height, h)
+    height = y + line_height + 0.3
+    fig.set_size_inches(width, height)
+    for i, ((px, py), piece) in enumerate(zip(positions, pieces)):
+        fig.text((px + 0.1) / width, 1 - (py + 0.15 + line_height / 2) / height, piece, fontsize=fontsize,
+                 family="monospace", va="center",
+                 bbox=dict(boxstyle="round,pad=0.15", facecolor=colours[i % len(colours)], edgecolor="none"))
+    fig.suptitle(f"{len(ids)} tokens for {len(text)} characters (· is a space)", fontsize=fontsize, y=1.0,
+                 va="bottom")
+    return fig
+
+
+def plot_attention(weights, tokens: list[str], titles: list[str] | None = None, suptitle: str = ""):
+    """Attention weights, one heatmap per head: ``weights`` is ``(n_head, T, T)``, row i the
+    query position, column j the key it looks at. The masked future is drawn grey and
+    hatched, so it is not confused with a small weight; one colourbar for all heads."""
+    import numpy as np
+
+    weights = np.asarray(weights, dtype=float)
+    n_head, T, _ = weights.shape
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    fig, axes = plt.subplots(1, n_head, figsize=(min(4.2 * n_head, 18), 4.6), squeeze=False)
+    image = None
+    for h, ax in enumerate(axes[0]):
+        shown = np.ma.masked_array(weights[h], mask=future)
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("#d9d9d9")
+        image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1)
+        for i, j in zip(*np.nonzero(future)):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#a6a6a6",
+                                       linewidth=0))
+        ax.set_xticks(range(T), tokens, rotation=70, fontsize=9)
+        ax.set_yticks(range(T), tokens if h == 0 else [], fontsize=9)
+        ax.set_title(titles[h] if titles else f"head {h}")
+        ax.set_xlabel("key (looked at)")
+    axes[0][0].set_ylabel("query (looking)")
+    fig.colorbar(image, ax=list(axes[0]), fraction=0.02, pad=0.02, label="attention weight (grey: masked future)")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def trace_shapes(model, idx) -> list[tuple[str, tuple[int, ...]]]:
+    """The output shape of each stage of ``model`` on ``idx``, recorded by forward hooks
+    during a real forward pass (one block shown; the others repeat it)."""
+    import torch
+
+    stages = [("token ids", idx)]
+    t, block = model.transformer, model.transformer.h[0]
+    names = [(t.wte, "wte: token embedding"), (t.wpe, "wpe: position embedding"), (block.ln_1, "ln_1"),
+             (block.attn.c_attn, "attn.c_attn: q, k, v"), (block.attn, "attn: heads side by side, c_proj"), (block.ln_2, "ln_2"),
+             (block.mlp.c_fc, "mlp.c_fc: widen 4x"), (block.mlp, "mlp: GELU, c_proj back to C"), (t.ln_f, "ln_f"),
+             (model.lm_head, "lm_head: logits")]
+    hooks = [module.register_forward_hook(lambda m, i, out, name=name: stages.append((name, out)))
+             for module, name in names]
+    try:
+        with torch.no_grad():
+            model(idx, idx)  # with targets: logits for every position
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [(name, tuple(tensor.shape)) for name, tensor in stages]
+
+
+def draw_architecture(model, batch: int = 2, T: int = 8):
+    """The GPT as a column of boxes, each with the tensor shape it outputs, traced from a
+    forward pass of ``batch`` sequences of ``T`` tokens (notebook 03). Returns the figure."""
+    import torch
+
+    c = model.config
+    shapes = trace_shapes(model, torch.zeros(batch, T, dtype=torch.long))
+    fig, ax = plt.subplots(figsize=(9, 0.62 * len(shapes) + 1))
+    colours = {"token": "#fde2e4", "wte": "#e2ece9", "wpe": "#e2ece9", "ln": "#fff1e6", "attn": "#dfe7fd",
+               "attention": "#dfe7fd", "mlp": "#e9f5db", "lm_head": "#fde2e4"}
+    n = len(shapes)
+    for i, (name, shape) in enumerate(shapes):
+        y = n - i
+        colour = next((v for k, v in colours.items() if name.startswith(k)), "#eeeeee")
+        ax.add_patch(plt.Rectangle((0.05, y - 0.38), 0.9, 0.76, facecolor=colour, edgecolor="#555555"))
+        ax.text(0.08, y, name, va="center", fontsize=11)
+        ax.text(0.92, y, str(shape), va="center", ha="right", fontsize=11, family="monospace")
+        if i:
+            ax.annotate("", xy=(0.5, y + 0.38), xytext=(0.5, y + 0.62), arrowprops=dict(arrowstyle="->"))
+    first_block = [i for i, (name, _) in enumerate(shapes) if name == "ln_1"][0]
+    last_block = [i for i, (name, _) in enumerate(shapes) if name.startswith("mlp:")][0]
+    ax.add_patch(plt.Rectangle((0.02, n - last_block - 0.5), 0.96, last_block - first_block + 1, fill=False,
+                               linestyle="--", edgecolor="tab:blue"))
+    ax.text(0.99, n - first_block + 0.55, f"x {c.n_layer} blocks; each adds attn's and mlp's outputs to its input "
+            "(the residual stream)", ha="right", va="bottom", color="tab:blue", fontsize=10)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.4, n + 0.9)
+    ax.axis("off")
+    ax.set_title(f"GPT with B={batch} sequences of T={T} tokens: C={c.n_embd} channels, {c.n_head} heads, "
+                 f"V={c.vocab_size:,} ids", fontsize=11)
+    return fig

@@ -87,6 +87,21 @@ class Preset:
                                   **self.fallback_options)
 
 
+# The original's real compute: its "20,000 iterations" were micro-batches, i.e. 625 optimizer
+# steps of 32 x 32 x 128 = 131,072 tokens, 81.9M tokens in all. We spend the same 81.9M tokens in
+# 5,000 steps of 32 x 4 x 128 = 16,384 tokens: 8x more updates for the same compute, which is
+# what a model this size wants (a batch of ~16K tokens is already large for 30M parameters).
+# With that many steps, the peak learning rate can be 6e-4 (nanoGPT's for GPT-2 small) instead
+# of the original's 1e-4, which over 625 steps left the model undertrained; warmup is 5% of
+# the run; the floor is peak / 10 (bug 1). Evaluation: 50 batches per split every 250 steps,
+# about 3% of the training compute (bug 4: the original's cost twice the training).
+ORIGINAL_MODEL = GPTConfig(block_size=128, n_layer=6, n_head=6, n_embd=384, dropout=0.1)
+GPU_TRAIN = TrainConfig(
+    batch_size=32, grad_accum_steps=4, max_steps=5_000, warmup_steps=250, learning_rate=6e-4, min_lr=6e-5,
+    eval_interval=250, eval_batches=50, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-9, grad_clip=0.5,
+)
+
+
 PRESETS: dict[str, Preset] = {
     "ci": Preset(
         name="ci",
@@ -118,34 +133,21 @@ PRESETS: dict[str, Preset] = {
             eval_interval=50, eval_batches=10, weight_decay=0.1,
         ),
     ),
-    # The original's real compute: its "20,000 iterations" were micro-batches, i.e. 625 optimizer
-    # steps of 32 x 32 x 128 = 131,072 tokens, 81.9M tokens in all. We spend the same 81.9M tokens in
-    # 5,000 steps of 32 x 4 x 128 = 16,384 tokens: 8x more updates for the same compute, which is
-    # what a model this size wants (a batch of ~16K tokens is already large for 30M parameters).
-    # With that many steps, the peak learning rate can be 6e-4 (nanoGPT's for GPT-2 small) instead
-    # of the original's 1e-4, which over 625 steps left the model undertrained; warmup is 5% of
-    # the run; the floor is peak / 10 (bug 1). Evaluation: 50 batches per split every 250 steps,
-    # about 3% of the training compute (bug 4: the original's cost twice the training).
     "gpu": Preset(
         name="gpu",
         description="the original run's model and compute: TinyStories, 6x384, 81.9M tokens, bugs fixed",
         data_source="tinystories",
-        model=GPTConfig(block_size=128, n_layer=6, n_head=6, n_embd=384, dropout=0.1),
-        train=TrainConfig(
-            batch_size=32, grad_accum_steps=4, max_steps=5_000, warmup_steps=250, learning_rate=6e-4, min_lr=6e-5,
-            eval_interval=250, eval_batches=50, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-9, grad_clip=0.5,
-        ),
+        model=ORIGINAL_MODEL,
+        train=GPU_TRAIN,
     ),
     # One epoch: 15,000 steps x 32,768 tokens = 492M tokens, about all of TinyStories' train split.
     "gpu-long": Preset(
         name="gpu-long",
         description="the same model for one epoch of TinyStories (492M tokens): an A100/H100 run",
         data_source="tinystories",
-        model=GPTConfig(block_size=128, n_layer=6, n_head=6, n_embd=384, dropout=0.1),
-        train=TrainConfig(
-            batch_size=32, grad_accum_steps=8, max_steps=15_000, warmup_steps=500, learning_rate=6e-4, min_lr=6e-5,
-            eval_interval=500, eval_batches=100, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-9, grad_clip=0.5,
-        ),
+        model=ORIGINAL_MODEL,
+        train=replace(GPU_TRAIN, grad_accum_steps=8, max_steps=15_000, warmup_steps=500, eval_interval=500,
+                      eval_batches=100),
     ),
 }
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # one live bar in JupyterLab and Colab, text in a terminal
 
 from slm_helpers.checkpoint import (
     BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CHECKPOINT_VERSION, HISTORY_FILE, RUN_FILES, CheckpointError, atomic_save,
@@ -49,7 +49,8 @@ from slm_helpers.model import GPT, GPTConfig
 __all__ = [
     "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "HISTORY_FILE", "TrainConfig", "TrainResult", "TrainingDiverged",
     "RunExistsError", "choose_device", "choose_dtype", "make_grad_scaler", "load_checkpoint", "load_history",
-    "make_optimizer", "make_scheduler", "learning_rates", "optimizer_step", "estimate_loss", "train", "ensure_trained",
+    "make_optimizer", "make_scheduler", "learning_rates", "accumulate_gradients", "optimizer_step", "estimate_loss",
+    "train", "ensure_trained",
 ]
 
 # Under torchrun, rank 0 prepares the dataset while the others wait, which for all of TinyStories
@@ -165,6 +166,49 @@ def optimizer_step(model: torch.nn.Module, optimizer, scaler: torch.amp.GradScal
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return norm
+
+
+SAMPLE_PROMPT = "Once upon a time"
+SAMPLE_TOKENS = 24
+
+
+@torch.no_grad()
+def sample_text(model: GPT, device, prompt: str = SAMPLE_PROMPT, tokens: int = SAMPLE_TOKENS) -> str:
+    """What the model writes now: ``prompt`` continued greedily (deterministic, so the saved
+    samples of a run show what training changed, not chance). Recorded at every evaluation;
+    notebook 05 prints them from step 0 to the end."""
+    from slm_helpers.tokenizer import get_tokenizer
+
+    enc = get_tokenizer()
+    was_training = model.training
+    model.eval()
+    ids = enc.encode_ordinary(prompt)
+    for _ in range(tokens):
+        logits, _ = model(torch.tensor([ids[-model.config.block_size:]], device=device))
+        ids.append(int(logits[0, -1].argmax()))
+    model.train(was_training)
+    return enc.decode(ids)
+
+
+def accumulate_gradients(model, data_dir, config: TrainConfig, block_size: int, device, dtype, scaler,
+                         batch_generator: torch.Generator, world_size: int = 1) -> float:
+    """The first half of an optimizer step, as notebook 04 writes it: ``grad_accum_steps``
+    micro-batches, each a forward pass under autocast, its loss divided by
+    ``grad_accum_steps`` (so the gradients add up to the mean over the whole batch, not the
+    sum) and a backward pass (of the scaled loss, with fp16). Returns the mean loss.
+    :func:`optimizer_step` is the second half. Under DDP the gradients are averaged across
+    processes once, on the last micro-batch."""
+    total = torch.zeros((), device=device)
+    for micro in range(config.grad_accum_steps):
+        x, y = get_batch(data_dir, "train", config.batch_size, block_size, device, batch_generator)
+        last_micro = micro == config.grad_accum_steps - 1
+        with contextlib.nullcontext() if last_micro or world_size == 1 else model.no_sync():
+            with autocast_context(device, dtype):
+                _, loss = model(x, y)
+            loss = loss / config.grad_accum_steps
+            scaler.scale(loss).backward()
+        total += loss.detach()
+    return total.item()
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -490,7 +534,8 @@ def train(
         eval_start = time.perf_counter()
         losses = estimate_loss(model, data_dir, config, model_config.block_size, device, dtype, seed=config.seed + 1 + rank)
         record = dict(step=step, tokens=tokens_seen, lr=scheduler.get_last_lr()[0],
-                      train_loss=losses["train"], val_loss=losses["validation"])
+                      train_loss=losses["train"], val_loss=losses["validation"],
+                      sample=sample_text(raw_model, device) if is_main else "")
         is_best = record["val_loss"] < best_val_loss
         if is_best and is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -524,18 +569,8 @@ def train(
             if step % config.eval_interval == 0 and not (history and history[-1]["step"] == step):
                 evaluate()
             step_start = time.perf_counter()
-            step_loss = torch.zeros((), device=device)
-            for micro in range(config.grad_accum_steps):
-                x, y = get_batch(data_dir, "train", config.batch_size, model_config.block_size, device, batch_generator)
-                # Under DDP, average gradients across processes only on the last micro-batch.
-                last_micro = micro == config.grad_accum_steps - 1
-                with contextlib.nullcontext() if last_micro or world_size == 1 else model.no_sync():
-                    with autocast_context(device, dtype):
-                        _, loss = model(x, y)
-                        loss = loss / config.grad_accum_steps  # the mean over all micro-batches, not their sum
-                    scaler.scale(loss).backward()
-                step_loss += loss.detach()
-            loss_value = step_loss.item()
+            loss_value = accumulate_gradients(model, data_dir, config, model_config.block_size, device, dtype, scaler,
+                                              batch_generator, world_size)
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"The training loss became {loss_value} at step {step + 1:,} (learning rate "

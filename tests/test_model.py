@@ -142,3 +142,25 @@ def test_model_can_overfit_one_batch():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.1
+
+
+def test_attention_weights_are_causal_distributions_that_reproduce_the_layer():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=100, n_layer=2, n_head=2, n_embd=16, dropout=0.0)).eval()
+    idx = torch.randint(100, (1, 10))
+    for layer in (0, 1):
+        weights = model.attention_weights(idx, layer)
+        assert weights.shape == (2, 10, 10)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 10))
+        assert weights.triu(1).abs().max() == 0  # nothing from the future
+    # The weights times the values, through c_proj, are what block 1's attention computes.
+    with torch.no_grad():
+        x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(10))
+        x = model.transformer.h[0](x)
+        block = model.transformer.h[1]
+        h = block.ln_1(x)
+        v = block.attn.c_attn(h).split(16, dim=2)[2].view(1, 10, 2, 8).transpose(1, 2)
+        y = (model.attention_weights(idx, 1)[None] @ v).transpose(1, 2).reshape(1, 10, 16)
+        torch.testing.assert_close(block.attn.c_proj(y), block.attn(h), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="layer must be in"):
+        model.attention_weights(idx, 2)

@@ -1,0 +1,179 @@
+"""Checks for the notebooks' exercises: a learner's answer in, one line out.
+
+Each notebook ends with exercises. Their cells leave the answer as ``None`` and call
+``check("04.1", answer, ...)``, which prints ``not answered yet`` until the learner writes
+an answer, then ``correct`` or ``not yet`` with a hint. Worked solutions are in
+``notebooks/solutions/`` (one file per notebook), and ``tests/test_exercises.py`` feeds every
+solution to these same checks.
+
+A check recomputes the right answer from the exercise's inputs with the series' own code,
+so it holds for whatever inputs the learner chooses (their own name, another step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+SOLUTIONS = {"01": "01_tokens.py", "02": "02_attention.py", "03": "03_gpt_model.py", "04": "04_training_loop.py",
+             "05": "05_loss_curves.py", "06": "06_inference.py"}
+_CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {}
+
+
+def _exercise(name: str):
+    def register(check: Callable[..., tuple[bool, str]]):
+        _CHECKS[name] = check
+        return check
+    return register
+
+
+def check(exercise: str, answer, **given) -> bool:
+    """Print whether ``answer`` solves ``exercise`` (``"01.1"`` is notebook 01's first), and
+    return it. ``given`` holds the exercise's inputs (a name, a step...)."""
+    if exercise not in _CHECKS:
+        raise ValueError(f"no exercise {exercise!r}; there are {', '.join(sorted(_CHECKS))}")
+    if answer is None:
+        print(f"exercise {exercise}: not answered yet (a worked solution: notebooks/solutions/"
+              f"{SOLUTIONS[exercise.split('.')[0]]})")
+        return False
+    try:
+        ok, hint = _CHECKS[exercise](answer, **given)
+    except Exception as error:  # an answer of the wrong kind: say so, do not crash the cell
+        ok, hint = False, f"the answer could not be checked ({type(error).__name__}: {error})"
+    print(f"exercise {exercise}: " + ("correct" if ok else f"not yet: {hint}"))
+    return ok
+
+
+# ----------------------------------------------------------------------------- 01 tokens
+
+
+@_exercise("01.1")
+def _tokens_of_a_name(answer, name: str):
+    from slm_helpers.tokenizer import get_tokenizer
+
+    expected = get_tokenizer().encode_ordinary(name)
+    return list(answer) == expected, f"{name!r} is {len(expected)} token(s); use enc.encode_ordinary, not encode"
+
+
+@_exercise("01.2")
+def _uint16_overflow(answer, token_id: int):
+    stored, dtype = answer
+    return (int(stored) == token_id % 65536 and np.dtype(dtype) == np.uint32,
+            "uint16 keeps the id modulo 65,536 (try np.array([token_id]).astype(np.uint16)); the next unsigned "
+            "type up holds 4 bytes")
+
+
+# ----------------------------------------------------------------------------- 02 attention
+
+
+@_exercise("02.1")
+def _sliding_window_mask(answer, window: int):
+    for T in (1, 5, 9):
+        i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+        expected = (j <= i) & (j > i - window)
+        got = torch.as_tensor(answer(T, window))
+        if got.shape != (T, T) or not torch.equal(got.bool(), expected):
+            return False, f"for T={T}: position i should see j with i - {window} < j <= i (a band below the diagonal)"
+    return True, ""
+
+
+@_exercise("02.2")
+def _attention_parameters(answer, n_embd: int):
+    expected = 4 * n_embd * n_embd + 4 * n_embd  # c_attn: C x 3C + 3C; c_proj: C x C + C
+    return int(answer) == expected, "c_attn maps C to 3C (q, k, v) and c_proj C to C, each with a bias"
+
+
+# ----------------------------------------------------------------------------- 03 the model
+
+
+@_exercise("03.1")
+def _gpt2_small_parameters(answer, n_layer: int, n_embd: int, block_size: int, vocab_size: int):
+    from slm_helpers.model import GPT, GPTConfig
+
+    config = GPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=12 if n_embd % 12 == 0 else 1, block_size=block_size,
+                       vocab_size=vocab_size)
+    with torch.device("meta"):
+        expected = GPT(config).num_params()
+    return int(answer) == expected, ("per block: 2 LayerNorms (2C each), attention 4C^2 + 4C, MLP 8C^2 + 5C; plus "
+                                     "wte (V x C), wpe (block x C), ln_f (2C); the head is wte again")
+
+
+@_exercise("03.2")
+def _uniform_loss(answer, vocab_size: int):
+    return abs(float(answer) - math.log(vocab_size)) < 1e-3, "cross-entropy of a uniform guess is -ln(1/V)"
+
+
+# ----------------------------------------------------------------------------- 04 the loop
+
+
+@_exercise("04.1")
+def _learning_rate_at(answer, step: int, preset: str):
+    from slm_helpers.presets import get_preset
+    from slm_helpers.train import learning_rates
+
+    expected = learning_rates(get_preset(preset).train, step + 1)[step]
+    return math.isclose(float(answer), expected, rel_tol=1e-6), (
+        "during the w warmup steps lr = peak x (1/w + k (1 - 1/w) / w) (LinearLR from peak / w); after them "
+        "lr = floor + (peak - floor) (1 + cos(pi (k - w) / (max_steps - w))) / 2")
+
+
+@_exercise("04.2")
+def _ten_times_the_learning_rate(answer, preset: str):
+    from slm_helpers.presets import get_preset
+
+    from slm_helpers.train import learning_rates
+
+    history = answer
+    first = learning_rates(get_preset(preset).train, 1)[0]  # the schedule scales with the peak: 10x at every step
+    return (math.isclose(history[0]["lr"], 10 * first, rel_tol=1e-6) and len(history) > 1,
+            "train a copy of the preset with learning_rate (and min_lr) ten times larger, and pass its history")
+
+
+# ----------------------------------------------------------------------------- 05 loss curves
+
+
+@_exercise("05.1")
+def _first_overfitting_step(answer, **_):
+    cases = [
+        ([(0, 9.0, 9.0), (10, 5.0, 5.1), (20, 4.0, 4.3), (30, 3.5, 4.5), (40, 3.0, 4.9)], 30),
+        ([(0, 9.0, 9.0), (10, 5.0, 5.0), (20, 4.0, 4.1)], None),
+        ([(0, 9.0, 9.0), (10, 5.0, 4.9), (20, 5.1, 5.0), (30, 4.0, 5.2)], 30),  # at 20 both rose: not yet
+    ]
+    for records, expected in cases:
+        history = [dict(step=s, train_loss=t, val_loss=v) for s, t, v in records]
+        if answer(history) != expected:
+            return False, (f"for {records} (step, train, val) the answer is {expected}: the first evaluation whose "
+                           "validation loss rose while the training loss fell")
+    return True, ""
+
+
+@_exercise("05.2")
+def _perplexity(answer, loss: float):
+    return math.isclose(float(answer), math.exp(loss), rel_tol=1e-6), "perplexity is e to the loss (in nats)"
+
+
+# ----------------------------------------------------------------------------- 06 inference
+
+
+@_exercise("06.1")
+def _top_p(answer, **_):
+    from slm_helpers.generate import next_token_distribution
+
+    generator = torch.Generator().manual_seed(0)
+    for p in (0.1, 0.5, 0.9, 1.0):
+        logits = torch.randn(50, generator=generator) * 3
+        probs = torch.softmax(logits, dim=-1)
+        got, expected = answer(probs, p), next_token_distribution(logits, top_p=p)
+        if not torch.allclose(torch.as_tensor(got, dtype=torch.float32), expected, atol=1e-6):
+            return False, (f"at p={p}: keep the most likely tokens until their probabilities reach p (the first one "
+                           "always), zero the others, and divide by the sum of what is kept")
+    return True, ""
+
+
+@_exercise("06.2")
+def _favourite_at_temperature(answer, logits: list[float], temperature: float):
+    expected = torch.softmax(torch.tensor(logits) / temperature, dim=-1).max().item()
+    return math.isclose(float(answer), expected, rel_tol=1e-5), "divide the logits by the temperature, then softmax"
