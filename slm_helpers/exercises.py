@@ -112,7 +112,7 @@ def _uniform_loss(answer, vocab_size: int):
 @_exercise("04.1")
 def _learning_rate_at(answer, step: int, preset: str):
     from slm_helpers.presets import get_preset
-    from slm_helpers.train import learning_rates
+    from slm_helpers.optim import learning_rates
 
     expected = learning_rates(get_preset(preset).train, step + 1)[step]
     return math.isclose(float(answer), expected, rel_tol=1e-6), (
@@ -124,7 +124,7 @@ def _learning_rate_at(answer, step: int, preset: str):
 def _ten_times_the_learning_rate(answer, preset: str):
     from slm_helpers.presets import get_preset
 
-    from slm_helpers.train import learning_rates
+    from slm_helpers.optim import learning_rates
 
     history = answer
     first = learning_rates(get_preset(preset).train, 1)[0]  # the schedule scales with the peak: 10x at every step

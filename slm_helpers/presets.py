@@ -22,7 +22,7 @@ from pathlib import Path
 
 from slm_helpers.data import DatasetInfo, HubUnreachable, ensure_dataset
 from slm_helpers.model import GPTConfig
-from slm_helpers.train import TrainConfig
+from slm_helpers.optim import TrainConfig
 
 PRESET_ENV = "SLM_PRESET"
 DATA_DIR_ENV = "SLM_DATA_DIR"

@@ -5,8 +5,9 @@ One optimizer step =
   backward (scaled by ``GradScaler`` when the dtype is fp16)
   -> unscale the gradients -> clip their norm -> optimizer step -> scheduler step.
 
-The schedule is linear warmup then cosine decay down to ``min_lr``, counted in optimizer
-steps. Every ``eval_interval`` steps the loss is averaged over ``eval_batches`` batches of
+The settings, AdamW, the schedule (warmup then cosine, counted in optimizer steps) and the
+unscale-clip-step live in :mod:`slm_helpers.optim`; the device and precision in
+:mod:`slm_helpers.device`; the files in :mod:`slm_helpers.checkpoint`. Every ``eval_interval`` steps the loss is averaged over ``eval_batches`` batches of
 both splits; the best weights are saved to ``best_model_params.pt``, a full checkpoint
 (model, optimizer, scheduler, scaler, step, RNG states, history) to ``checkpoint.pt`` and the
 history to ``history.json``. ``resume=True`` continues from the checkpoint and, on a CPU,
@@ -41,10 +42,11 @@ from slm_helpers.checkpoint import (
 )
 from slm_helpers.data import DataError, ensure_dataset, get_batch, read_info, verify_dataset
 from slm_helpers.device import (
-    DEVICE_PATTERN, DTYPES, autocast_context, choose_device, choose_dtype, keep_large_buffers_on_the_heap,
-    make_grad_scaler,
+    autocast_context, choose_device, choose_dtype, keep_large_buffers_on_the_heap, make_grad_scaler,
 )
 from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.optim import TrainConfig, learning_rates, make_optimizer, make_scheduler, optimizer_step
+from slm_helpers.presets import PRESETS, get_preset
 
 __all__ = [
     "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "HISTORY_FILE", "TrainConfig", "TrainResult", "TrainingDiverged",
@@ -59,113 +61,6 @@ PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=2)
 ESTIMATE_AFTER_STEPS = 4  # the expected time of a run is printed after this many of its steps
 # Settings that may change when a run is resumed: where it runs and in which precision.
 RESUMABLE_CHANGES = ("device", "dtype")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; the defaults are the original run's, with its bugs fixed."""
-
-    batch_size: int = 32  # sequences per micro-batch (per process under torchrun)
-    grad_accum_steps: int = 32  # micro-batches per optimizer step
-    max_steps: int = 20_000  # optimizer steps (not micro-batches: bug 3)
-    warmup_steps: int = 1_000  # optimizer steps of linear warmup
-    learning_rate: float = 1e-4  # peak
-    min_lr: float = 1e-5  # floor of the cosine decay, below the peak (bug 1)
-    weight_decay: float = 0.1  # on matrices only, not on biases and LayerNorm
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-9
-    grad_clip: float = 0.5  # max gradient norm, applied to unscaled gradients (bug 2); 0 turns it off
-    eval_interval: int = 500  # optimizer steps between evaluations
-    eval_batches: int = 100  # batches per split per evaluation (bug 4: the original used 500 every 500 micro-steps)
-    seed: int = 1337
-    device: str = "auto"  # "auto", "cuda", "mps", "cpu" (or "cuda:1", ...)
-    dtype: str = "auto"  # "auto", "bfloat16", "float16", "float32"
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches", "warmup_steps",
-                     "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number (int), not {type(value).__name__} {value!r}")
-            if value < (0 if name in ("warmup_steps", "seed") else 1):
-                raise ValueError(f"{name} must be >= {0 if name in ('warmup_steps', 'seed') else 1}, not {value}")
-        for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
-        if self.learning_rate == 0 or self.eps == 0:
-            raise ValueError(f"learning_rate and eps must be > 0, not {self.learning_rate} and {self.eps}")
-        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), not {self.betas!r}")
-        if not self.warmup_steps < self.max_steps:
-            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}), not {self.warmup_steps}")
-        if not self.min_lr < self.learning_rate:
-            raise ValueError(
-                f"min_lr={self.min_lr} must be below learning_rate={self.learning_rate}: a floor above the peak makes "
-                "the cosine 'decay' raise the learning rate (the original run's bug 1). Try learning_rate / 10."
-            )
-        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r}")
-        if self.dtype != "auto" and self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {self.dtype!r}")
-
-    def tokens_per_step(self, block_size: int, world_size: int = 1) -> int:
-        return self.batch_size * block_size * self.grad_accum_steps * world_size
-
-
-# ----------------------------------------------------------------------------- optimizer and schedule
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (linear weights, embeddings) only: decaying biases
-    and LayerNorm gains towards zero only hurts."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, eps=config.eps)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warmup from ~0 to the peak over ``warmup_steps``, then cosine down to ``min_lr``
-    at ``max_steps``; stepped once per optimizer step."""
-    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
-
-    cosine = CosineAnnealingLR(optimizer, T_max=config.max_steps - config.warmup_steps, eta_min=config.min_lr)
-    if config.warmup_steps == 0:
-        return cosine
-    warmup = LinearLR(optimizer, start_factor=1.0 / config.warmup_steps, end_factor=1.0, total_iters=config.warmup_steps)
-    return SequentialLR(optimizer, [warmup, cosine], milestones=[config.warmup_steps])
-
-
-def learning_rates(config: TrainConfig, steps: int | None = None) -> list[float]:
-    """The learning rate at each optimizer step of ``config``'s schedule (for plots)."""
-    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=config.learning_rate)
-    scheduler = make_scheduler(optimizer, config)
-    rates = []
-    for _ in range(steps or config.max_steps):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return rates
-
-
-def optimizer_step(model: torch.nn.Module, optimizer, scaler: torch.amp.GradScaler, grad_clip: float) -> torch.Tensor:
-    """Unscale, clip, step, update the scaler, clear the gradients; in that order.
-
-    With fp16, the backward pass ran on ``loss * scale``, so the gradients are ``scale`` times
-    too big. They must be unscaled *before* clipping, or the clip threshold applies to scaled
-    gradients and means nothing (the original run's bug 2). ``scaler.step`` skips the update
-    when it finds inf/NaN gradients (the scale was too high) and ``scaler.update`` lowers the
-    scale. Returns the gradient norm before clipping (``grad_clip <= 0``: no clipping).
-    """
-    scaler.unscale_(optimizer)
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return norm
 
 
 SAMPLE_PROMPT = "Once upon a time"
@@ -640,7 +535,6 @@ def _finished(out_dir: Path, max_steps: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from slm_helpers import cli
-    from slm_helpers.presets import PRESETS, get_preset  # presets imports this module
 
     parser = cli.ArgumentParser(prog="python -m slm_helpers.train", description="Train a GPT on prepared stories.")
     parser.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: $SLM_PRESET, else gpu with CUDA, else cpu)")

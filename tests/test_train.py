@@ -385,3 +385,8 @@ def test_a_two_process_run_resumed_as_one_process(small_dataset, tmp_path):
     # Tokens keep counting what was really seen: 4 steps of 2 processes, then 4 steps of 1.
     assert history[-1]["tokens"] == 4 * 2 * per_process + 4 * per_process
     assert [r["tokens"] for r in history] == sorted(r["tokens"] for r in history)
+
+
+def test_one_concept_per_module_presets_do_not_import_the_loop():
+    code = "import sys, slm_helpers.presets; print('slm_helpers.train' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
