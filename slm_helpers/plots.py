@@ -87,6 +87,7 @@ def show_tokens(tokenizer, text: str, width: float = 11.0, fontsize: int = 12):
                  bbox=dict(boxstyle="round,pad=0.15", facecolor=colours[i % len(colours)], edgecolor="none"))
     fig.suptitle(f"{len(ids)} tokens for {len(text)} characters (· is a space)", fontsize=fontsize, y=1.0,
                  va="bottom")
+    fig.add_axes((0, 0, 1, 1)).axis("off")  # an empty axes: Jupyter draws only figures that have one
     return fig
 
 

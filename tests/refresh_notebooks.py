@@ -34,17 +34,20 @@ def setup_cell(repository: str = REPOSITORY) -> str:
 # In Colab: this clones the series and installs it (about a minute); a fork: see README.md.
 import importlib.util, os, subprocess, sys
 
-REPO = "{repository}"
+REPO, CLONE = "{repository}", "{COLAB_CLONE}"
 if importlib.util.find_spec("slm_helpers") is None:
     if "google.colab" not in sys.modules:
-        raise SystemExit("slm_helpers is not installed: run `pip install -r requirements.txt -e .` "
-                         "in the repository, then restart the kernel.")
-    if not os.path.isdir("{COLAB_CLONE}"):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO, "{COLAB_CLONE}"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "{COLAB_CLONE}"], check=True)
-    sys.path.insert(0, "{COLAB_CLONE}")
+        raise SystemExit(
+            "slm_helpers is not installed: run `pip install -r requirements.txt -e .` "
+            "in the repository, then restart the kernel."
+        )
+    if not os.path.isdir(CLONE):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO, CLONE], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", CLONE], check=True)
+    sys.path.insert(0, CLONE)
 
 import slm_helpers
+
 print("slm_helpers", slm_helpers.__version__)"""
 
 
