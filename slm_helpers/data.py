@@ -270,11 +270,8 @@ def _local_source(path: Path, log: Callable[[str], None]) -> dict[str, Iterable[
 
 def _check_counts(options: dict, names: tuple[str, ...], allow_none: bool = False) -> None:
     for name in names:
-        value = options.get(name)
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DataError(f"{name} must be a whole number >= 1{' or None' if allow_none else ''}, not {value!r}")
+        if not (allow_none and options.get(name) is None):
+            _check_positive_int(name, options.get(name), DataError, " or None" if allow_none else "")
 
 
 def open_source(source: str | os.PathLike, log: Callable[[str], None] = print, **options) -> dict[str, Iterable[str]]:
@@ -465,14 +462,15 @@ def verify_dataset(info: DatasetInfo) -> DatasetInfo:
     return info
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """A clear error when ``out_dir`` cannot be a folder of ours."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir} is a file, not a folder: choose a folder for the dataset")
-    for parent in out_dir.parents:
-        if parent.exists():
+def check_folder(folder: Path, purpose: str = "the dataset") -> None:
+    """A clear error when ``folder`` cannot be a folder for ``purpose``: it is a file, or lies
+    below one. Used for datasets here and for runs by :mod:`slm_helpers.train`."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder} is a file, not a folder: choose a folder for {purpose}")
+    for parent in folder.parents:
+        if parent.exists():  # the first folder that exists: the ones above it do too
             if not parent.is_dir():
-                raise DataError(f"{out_dir} cannot be created: {parent} is a file, not a folder")
+                raise DataError(f"{folder} cannot be created: {parent} is a file, not a folder")
             break
 
 
@@ -529,7 +527,7 @@ def prepare_dataset(
     """
     out_dir = Path(out_dir)
     source_name = source if source in ("synthetic", "tinystories") else str(Path(source).expanduser().resolve())
-    _check_out_dir(out_dir)
+    check_folder(out_dir)
     existing = read_info(out_dir)
     if existing is not None and not overwrite:
         if existing.source == source_name and existing.source_options == source_options:
@@ -591,7 +589,7 @@ def ensure_dataset(data_dir: str | os.PathLike, source: str | os.PathLike, *, pr
     folder is missing, empty, or holds the partial files of an interrupted preparation.
     Anything else in the folder is left alone, with an error that says so."""
     data_dir = Path(data_dir)
-    _check_out_dir(data_dir)
+    check_folder(data_dir)
     info = read_info(data_dir)
     if info is not None:
         return verify_dataset(info)
@@ -627,9 +625,9 @@ def load_tokens(data_dir: str | os.PathLike, split: str) -> np.memmap:
     return np.memmap(path, dtype=info.dtype, mode="r")
 
 
-def _check_positive_int(name: str, value) -> None:
+def _check_positive_int(name: str, value, error: type[ValueError] = ValueError, alternative: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        raise error(f"{name} must be a whole number >= 1{alternative}, not {value!r}")
 
 
 def get_batch(

@@ -40,7 +40,7 @@ from slm_helpers.checkpoint import (
     BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CHECKPOINT_VERSION, HISTORY_FILE, RUN_FILES, CheckpointError, atomic_save,
     atomic_write_json, existing_run_files, load_checkpoint, load_history,
 )
-from slm_helpers.data import DataError, ensure_dataset, get_batch, read_info, verify_dataset
+from slm_helpers.data import DataError, check_folder, ensure_dataset, get_batch, read_info, verify_dataset
 from slm_helpers.device import (
     autocast_context, choose_device, choose_dtype, keep_large_buffers_on_the_heap, make_grad_scaler,
 )
@@ -152,11 +152,7 @@ class RunExistsError(ValueError):
 def check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
     """Never replace an earlier run by accident: a new run in a folder that holds one needs
     ``overwrite=True`` (``--overwrite``); ``resume=True`` continues it instead."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"the output folder {out_dir} is a file: choose a folder for the run's files")
-    for parent in out_dir.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"the output folder {out_dir} cannot be created: {parent} is a file")
+    check_folder(out_dir, "the run's files")
     found = existing_run_files(out_dir)
     if found and not resume and not overwrite:
         raise RunExistsError(
