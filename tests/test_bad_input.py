@@ -216,7 +216,7 @@ CASES = [
          r"already finished: 4 of 4 steps, best validation loss \d+\.\d{4}; files in .*run \(--overwrite starts a new run\)",
          exit=0),
     Case("train-out-dir-is-a-file", lambda d, ws: training("--data-dir", ws.dataset, "--out-dir", write(d / "f", "x")),
-         r"train-out-dir-is-a-file/f is a file, not a folder: choose a folder for the run's files"),
+         r"/f is a file, not a folder: choose a folder for the run's files"),
     Case("train-disk-full-while-saving",
          lambda d, ws: training("--max-iters", 2, "--data-dir", ws.dataset, "--out-dir", full_disk(d / "r", "best_model_params.pt.tmp")),
          r"no space left on the device while writing .*r/best_model_params.pt: free some space"),
