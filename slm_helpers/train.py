@@ -30,6 +30,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -297,6 +298,155 @@ def _load_for_resume(path: Path, model_config: GPTConfig, config: TrainConfig) -
     return checkpoint
 
 
+@dataclass
+class _Run:
+    """One training run's state and the files it writes: what the loop of :func:`train`
+    advances, evaluates, saves and restores."""
+
+    raw_model: GPT
+    model_config: GPTConfig
+    config: TrainConfig
+    data_dir: Path
+    out_dir: Path
+    device: torch.device
+    dtype: torch.dtype
+    rank: int
+    world_size: int
+    say: Callable[..., None]
+    reasons: tuple[str, str] = ("", "")  # why this device and this precision were chosen
+    extra: dict = field(default_factory=dict)  # saved with the weights (a compact vocabulary)
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    tokens_seen: int = 0  # counted step by step: a resumed run may have another number of processes
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.model: torch.nn.Module = self.raw_model  # wrapped in DistributedDataParallel under torchrun
+        self.optimizer = make_optimizer(self.raw_model, config)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.scaler = make_grad_scaler(self.device, self.dtype)
+        self.batch_generator = torch.Generator().manual_seed(config.seed + self.rank)  # each process its batches
+        self.tokens_per_step = config.tokens_per_step(self.model_config.block_size, self.world_size)
+        self.eval_seconds: list[float] = []
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def evaluated_at_step(self) -> bool:
+        return bool(self.history) and self.history[-1]["step"] == self.step
+
+    def accumulate(self) -> float:
+        """The first half of an optimizer step: the micro-batches' gradients. Returns the loss."""
+        loss = accumulate_gradients(self.model, self.data_dir, self.config, self.model_config.block_size, self.device,
+                                    self.dtype, self.scaler, self.batch_generator, self.world_size)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"The training loss became {loss} at step {self.step + 1:,} (learning rate {self.lr:.2e}). Try a "
+                "lower learning_rate, a longer warmup_steps, keep grad_clip > 0, or dtype='float32'. The last good "
+                f"checkpoint is in {self.out_dir}."
+            )
+        return loss
+
+    def update(self) -> None:
+        """The second half: unscale, clip, optimizer step, then the schedule, once per step."""
+        optimizer_step(self.model, self.optimizer, self.scaler, self.config.grad_clip)
+        self.scheduler.step()  # once per optimizer step, not per micro-batch (bug 3)
+        self.step += 1
+        self.tokens_seen += self.tokens_per_step
+
+    # --------------------------------------------------------------- randomness and files
+
+    def rng_states(self) -> list[dict]:
+        """Every process's random state (gathered to all of them under torchrun)."""
+        state = asdict(_RNGState.capture(self.batch_generator, self.device))
+        if self.world_size == 1:
+            return [state]
+        gathered = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, state)
+        return gathered
+
+    def save(self, rng_states: list[dict]) -> None:
+        """``checkpoint.pt`` (everything needed to continue exactly) and ``history.json``."""
+        if not self.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_save({
+            "format_version": CHECKPOINT_VERSION, "step": self.step, "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": rng_states, "history": self.history,
+            "best_val_loss": self.best_val_loss, "tokens_seen": self.tokens_seen,
+            "model_config": asdict(self.model_config), "train_config": asdict(self.config), **self.extra,
+        }, self.out_dir / CHECKPOINT_FILE)
+        atomic_write_json(self.history, self.out_dir / HISTORY_FILE)
+
+    def restore(self, checkpoint: dict, path: Path) -> None:
+        """Continue from ``checkpoint``: weights, optimizer, schedule, scaler, history and each
+        process's batch stream."""
+        self.raw_model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.scaler.is_enabled() and checkpoint["scaler"]:  # a CPU or bf16 run saved a disabled, empty scaler
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.step, self.history = checkpoint["step"], checkpoint["history"]
+        self.best_val_loss, self.tokens_seen = checkpoint["best_val_loss"], checkpoint["tokens_seen"]
+        saved_rng, world_size = checkpoint["rng"], self.world_size
+        if self.rank < len(saved_rng):  # each process continues its own batch stream...
+            _RNGState(**saved_rng[self.rank]).restore(self.batch_generator, self.device)
+        if len(saved_rng) > world_size:  # ...and the streams of processes that are gone end here
+            self.say(f"the checkpoint was written by {len(saved_rng)} processes, this run has {world_size}: it "
+                     f"continues the batch streams of ranks 0-{world_size - 1}; the others end here")
+        elif len(saved_rng) < world_size:
+            self.say(f"the checkpoint was written by {len(saved_rng)} process(es), this run has {world_size}: ranks "
+                     f"{len(saved_rng)}-{world_size - 1} start fresh batch streams (seed + rank)")
+        self.say(f"resumed from {path} at step {self.step:,}")
+
+    def evaluate(self) -> str:
+        """Both splits' loss and a greedy sample, into the history; the best weights so far into
+        ``best_model_params.pt``; then a checkpoint. Returns the line to print."""
+        start = time.perf_counter()
+        losses = estimate_loss(self.model, self.data_dir, self.config, self.model_config.block_size, self.device,
+                               self.dtype, seed=self.config.seed + 1 + self.rank)
+        record = dict(step=self.step, tokens=self.tokens_seen, lr=self.lr, train_loss=losses["train"],
+                      val_loss=losses["validation"], sample=self.sample() if self.is_main else "")
+        is_best = record["val_loss"] < self.best_val_loss
+        if is_best and self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_save({"model_config": asdict(self.model_config), "model": self.raw_model.state_dict(),
+                         "step": self.step, "val_loss": record["val_loss"], **self.extra},
+                        self.out_dir / BEST_WEIGHTS_FILE)
+        # Only once the files are written does the run count them: a failed save leaves it as it was.
+        self.history.append(record)
+        best_before, self.best_val_loss = self.best_val_loss, min(self.best_val_loss, record["val_loss"])
+        try:
+            self.save(self.rng_states())
+        except BaseException:
+            self.history.pop()
+            self.best_val_loss = best_before
+            raise
+        self.eval_seconds.append(time.perf_counter() - start)
+        return (f"step {self.step:>6,}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
+                f"lr {record['lr']:.2e}" + ("  (best so far, saved)" if is_best else ""))
+
+    def sample(self) -> str:
+        return sample_text(self.raw_model, self.device)
+
+    def estimate_line(self, step_seconds: list[float]) -> str:
+        """The time the rest of the run will take, from the steps and evaluations measured so far."""
+        per_step = sum(step_seconds[1:]) / len(step_seconds[1:])  # the first step warms up: left out
+        per_eval = sum(self.eval_seconds) / len(self.eval_seconds) if self.eval_seconds else 0.0
+        evals_left = (self.config.max_steps - self.step) // self.config.eval_interval + 1
+        total = per_step * (self.config.max_steps - self.step) + per_eval * evals_left
+        return (f"measured here: {per_step:.2f} s per step, {per_eval:.1f} s per evaluation: about "
+                f"{format_duration(total)} to step {self.config.max_steps:,} "
+                f"({self.tokens_per_step / per_step:,.0f} tokens/s)")
+
+
 def train(
     preset=None,
     *,
@@ -314,19 +464,88 @@ def train(
 
     Give a :class:`~slm_helpers.presets.Preset` (its model, training settings and folders;
     its dataset is prepared first if missing), or ``model_config``, ``train_config``,
-    ``data_dir`` and ``out_dir`` directly; explicit arguments win over the preset's. ``resume=True`` continues from ``out_dir``'s checkpoint
-    (with the same settings); an earlier run in ``out_dir`` is replaced only with
-    ``overwrite=True``. ``stop_at_step`` stops early, as an interruption would (after writing
-    a checkpoint), which is how the resume demonstration and tests interrupt a run.
+    ``data_dir`` and ``out_dir`` directly; explicit arguments win over the preset's.
+    ``resume=True`` continues from ``out_dir``'s checkpoint (with the same settings); an
+    earlier run in ``out_dir`` is replaced only with ``overwrite=True``. ``stop_at_step``
+    stops early, as an interruption would (after writing a checkpoint), which is how the
+    resume demonstration and tests interrupt a run.
     """
+    run, checkpoint = _start_run(preset, model_config, train_config, data_dir, out_dir, resume, overwrite, progress,
+                                 log)
+    if checkpoint is not None:
+        run.restore(checkpoint, run.out_dir / CHECKPOINT_FILE)
+    elif resume:
+        run.say(f"no checkpoint in {run.out_dir}: starting from step 0")
+    if run.world_size > 1:
+        run.model = torch.nn.parallel.DistributedDataParallel(
+            run.raw_model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    _say_plan(run)
+
+    config = run.config
+    last_step = min(config.max_steps, stop_at_step) if stop_at_step is not None else config.max_steps
+    bar = tqdm(total=config.max_steps, initial=run.step, desc="training", unit="step", dynamic_ncols=True,
+               disable=not (progress and run.is_main), mininterval=1.0)
+
+    def say(line: str) -> None:  # above the progress bar
+        bar.clear()
+        run.say(line)
+        bar.refresh()
+
+    step_seconds: list[float] = []  # of this call's optimizer steps, evaluations excluded
+    interrupted = updating = False
+    start_time, start_step = time.perf_counter(), run.step
+    rng_at_step_start = None
+    try:
+        run.model.train()
+        while run.step < last_step:
+            if run.world_size == 1:  # for a checkpoint on KeyboardInterrupt mid-step
+                rng_at_step_start = [asdict(_RNGState.capture(run.batch_generator, run.device))]
+            if run.step % config.eval_interval == 0 and not run.evaluated_at_step():
+                say(run.evaluate())
+            step_start = time.perf_counter()
+            loss = run.accumulate()
+            updating = True  # from here until the step is counted, an interrupt keeps the last checkpoint
+            run.update()
+            updating = False
+            step_seconds.append(time.perf_counter() - step_start)
+            if len(step_seconds) == ESTIMATE_AFTER_STEPS and run.step < config.max_steps:
+                say(run.estimate_line(step_seconds))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{run.lr:.2e}", refresh=False)
+        if run.step == config.max_steps and not run.evaluated_at_step():
+            say(run.evaluate())
+        elif run.step == last_step < config.max_steps:
+            run.save(run.rng_states())
+            interrupted = True
+            say(f"stopped at step {run.step:,} of {config.max_steps:,}; resume=True continues from here")
+    except KeyboardInterrupt:
+        interrupted = True
+        if run.world_size == 1 and not updating and rng_at_step_start is not None:
+            # Parameters, optimizer and schedule are still those of the step's start; the batches
+            # drawn since are rewound, so resuming repeats the unfinished step exactly.
+            run.optimizer.zero_grad(set_to_none=True)
+            run.save(rng_at_step_start)
+            run.say(f"\ninterrupted at step {run.step:,} of {config.max_steps:,}: checkpoint saved; resume=True continues")
+        else:
+            run.say(f"\ninterrupted; the last checkpoint in {run.out_dir} is kept (resume=True continues from it)")
+    finally:
+        bar.close()
+    steps_run, elapsed = run.step - start_step, time.perf_counter() - start_time
+    tokens_per_second = steps_run * run.tokens_per_step / elapsed if steps_run else float("nan")
+    return TrainResult(run.out_dir, run.history, run.best_val_loss, run.step, tokens_per_second, interrupted,
+                       steps_run)
+
+
+def _start_run(preset, model_config, train_config, data_dir, out_dir, resume, overwrite, progress, log,
+               ) -> tuple[_Run, dict | None]:
+    """Every check before any file is touched, then the dataset, the processes, the device and
+    precision, and a fresh model, optimizer and schedule; also the checkpoint to resume from."""
     if preset is None and None in (model_config, train_config, data_dir, out_dir):
         raise ValueError("Give a preset (get_preset('ci')), or all of model_config, train_config, data_dir and out_dir.")
     model_config = model_config or preset.model
     config = train_config or preset.train
     out_dir = Path(out_dir or preset.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-
-    # Everything that can be wrong is found before any file is touched.
     check_out_dir(out_dir, resume, overwrite)
     checkpoint = _load_for_resume(checkpoint_path, model_config, config) if resume and checkpoint_path.is_file() else None
     if data_dir is None:  # the preset's dataset, prepared first if missing (saying so)
@@ -338,168 +557,30 @@ def train(
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", local_rank)
     dtype, dtype_reason = choose_dtype(device, config.dtype)
-    is_main = rank == 0
-    say = log if is_main else (lambda *a, **k: None)
-    if overwrite and not resume and is_main:
+    if overwrite and not resume and rank == 0:
         for name in RUN_FILES:
             (out_dir / name).unlink(missing_ok=True)
     if device.type == "cpu":
         keep_large_buffers_on_the_heap()
-
     torch.manual_seed(config.seed + rank)  # dropout; each process its own stream
-    batch_generator = torch.Generator().manual_seed(config.seed + rank)  # each process its own batches
-    model = GPT(model_config).to(device)
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    scaler = make_grad_scaler(device, dtype)
-    step, history, best_val_loss = 0, [], math.inf
-    tokens_seen = 0  # counted step by step: a resumed run may have another number of processes
+    run = _Run(raw_model=GPT(model_config).to(device), model_config=model_config, config=config, data_dir=data_dir,
+               out_dir=out_dir, device=device, dtype=dtype, rank=rank, world_size=world_size,
+               say=log if rank == 0 else (lambda *a, **k: None), reasons=(device_reason, dtype_reason))
+    return run, checkpoint
 
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler.is_enabled() and checkpoint["scaler"]:  # a CPU or bf16 run saved a disabled, empty scaler
-            scaler.load_state_dict(checkpoint["scaler"])
-        step, history, best_val_loss = checkpoint["step"], checkpoint["history"], checkpoint["best_val_loss"]
-        tokens_seen = checkpoint["tokens_seen"]
-        saved_rng = checkpoint["rng"]
-        if rank < len(saved_rng):  # each process continues its own batch stream...
-            _RNGState(**saved_rng[rank]).restore(batch_generator, device)
-        if len(saved_rng) > world_size:  # ...and the streams of processes that are gone end here
-            say(f"the checkpoint was written by {len(saved_rng)} processes, this run has {world_size}: it continues "
-                f"the batch streams of ranks 0-{world_size - 1}; the others end here")
-        elif len(saved_rng) < world_size:
-            say(f"the checkpoint was written by {len(saved_rng)} process(es), this run has {world_size}: ranks "
-                f"{len(saved_rng)}-{world_size - 1} start fresh batch streams (seed + rank)")
-        say(f"resumed from {checkpoint_path} at step {step:,}")
-    elif resume:
-        say(f"no checkpoint in {out_dir}: starting from step 0")
 
-    raw_model = model
-    if world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    tokens_per_step = config.tokens_per_step(model_config.block_size, world_size)
-    say(f"device: {device} ({device_reason}); autocast dtype: {str(dtype).removeprefix('torch.')} ({dtype_reason})"
-        + (f"; {world_size} processes" if world_size > 1 else ""))
-    say(f"{raw_model.num_params():,} parameters; {tokens_per_step:,} tokens per optimizer step "
-        f"({config.batch_size} x {model_config.block_size} x {config.grad_accum_steps} micro-batches"
-        + (f" x {world_size} processes)" if world_size > 1 else ")"))
-    say(f"plan: {describe_plan(model_config, config, world_size)}; the time it takes here is measured over "
-        f"its first {ESTIMATE_AFTER_STEPS} steps")
-    step_seconds: list[float] = []  # of this call's optimizer steps, evaluations excluded
-    eval_seconds: list[float] = []
-
-    def say_estimate() -> None:
-        per_step = sum(step_seconds[1:]) / len(step_seconds[1:])  # the first step warms up: left out
-        per_eval = sum(eval_seconds) / len(eval_seconds) if eval_seconds else 0.0
-        evals_left = (config.max_steps - step) // config.eval_interval + 1
-        total = per_step * (config.max_steps - step) + per_eval * evals_left
-        bar.clear()
-        say(f"measured here: {per_step:.2f} s per step, {per_eval:.1f} s per evaluation: about "
-            f"{format_duration(total)} to step {config.max_steps:,} ({tokens_per_step / per_step:,.0f} tokens/s)")
-        bar.refresh()
-
-    def all_rng_states() -> list[dict]:
-        state = asdict(_RNGState.capture(batch_generator, device))
-        if world_size == 1:
-            return [state]
-        gathered = [None] * world_size
-        torch.distributed.all_gather_object(gathered, state)
-        return gathered
-
-    def save(rng_states: list[dict]) -> None:
-        if not is_main:
-            return
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_save({
-            "format_version": CHECKPOINT_VERSION, "step": step, "model": raw_model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": rng_states, "history": history, "best_val_loss": best_val_loss, "tokens_seen": tokens_seen,
-            "model_config": asdict(model_config), "train_config": asdict(config),
-        }, checkpoint_path)
-        atomic_write_json(history, out_dir / HISTORY_FILE)
-
-    def evaluate() -> None:
-        nonlocal best_val_loss
-        eval_start = time.perf_counter()
-        losses = estimate_loss(model, data_dir, config, model_config.block_size, device, dtype, seed=config.seed + 1 + rank)
-        record = dict(step=step, tokens=tokens_seen, lr=scheduler.get_last_lr()[0],
-                      train_loss=losses["train"], val_loss=losses["validation"],
-                      sample=sample_text(raw_model, device) if is_main else "")
-        is_best = record["val_loss"] < best_val_loss
-        if is_best and is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_save({"model_config": asdict(model_config), "model": raw_model.state_dict(),
-                         "step": step, "val_loss": record["val_loss"]}, out_dir / BEST_WEIGHTS_FILE)
-        # Only once the files are written does the run count them: a failed save leaves it as it was.
-        history.append(record)
-        best_val_loss = min(best_val_loss, record["val_loss"])
-        try:
-            save(all_rng_states())
-        except BaseException:
-            history.pop()
-            raise
-        eval_seconds.append(time.perf_counter() - eval_start)
-        bar.clear()  # keep the progress bar below the log lines
-        say(f"step {step:>6,}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
-            f"lr {record['lr']:.2e}" + ("  (best so far, saved)" if is_best else ""))
-        bar.refresh()
-
-    last_step = min(config.max_steps, stop_at_step) if stop_at_step is not None else config.max_steps
-    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not (progress and is_main),
-               dynamic_ncols=True, mininterval=1.0)
-    interrupted = updating = False
-    start_time, start_step = time.perf_counter(), step
-    rng_at_step_start = None
-    try:
-        model.train()
-        while step < last_step:
-            if world_size == 1:  # for a checkpoint on KeyboardInterrupt mid-step
-                rng_at_step_start = [asdict(_RNGState.capture(batch_generator, device))]
-            if step % config.eval_interval == 0 and not (history and history[-1]["step"] == step):
-                evaluate()
-            step_start = time.perf_counter()
-            loss_value = accumulate_gradients(model, data_dir, config, model_config.block_size, device, dtype, scaler,
-                                              batch_generator, world_size)
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    f"The training loss became {loss_value} at step {step + 1:,} (learning rate "
-                    f"{scheduler.get_last_lr()[0]:.2e}). Try a lower learning_rate, a longer warmup_steps, "
-                    f"keep grad_clip > 0, or dtype='float32'. The last good checkpoint is in {out_dir}."
-                )
-            updating = True
-            optimizer_step(model, optimizer, scaler, config.grad_clip)
-            scheduler.step()  # once per optimizer step, not per micro-batch (bug 3)
-            step += 1
-            tokens_seen += tokens_per_step
-            updating = False
-            step_seconds.append(time.perf_counter() - step_start)
-            if len(step_seconds) == ESTIMATE_AFTER_STEPS and step < config.max_steps:
-                say_estimate()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
-        if step == config.max_steps and not (history and history[-1]["step"] == step):
-            evaluate()
-        elif step == last_step < config.max_steps:
-            save(all_rng_states())
-            interrupted = True
-            say(f"stopped at step {step:,} of {config.max_steps:,}; resume=True continues from here")
-    except KeyboardInterrupt:
-        interrupted = True
-        if world_size == 1 and not updating and rng_at_step_start is not None:
-            # Parameters, optimizer and schedule are still those of the step's start; the batches
-            # drawn since are rewound, so resuming repeats the unfinished step exactly.
-            optimizer.zero_grad(set_to_none=True)
-            save(rng_at_step_start)
-            say(f"\ninterrupted at step {step:,} of {config.max_steps:,}: checkpoint saved; resume=True continues")
-        else:
-            say(f"\ninterrupted; the last checkpoint in {out_dir} is kept (resume=True continues from it)")
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - start_time
-    tokens_per_second = (step - start_step) * tokens_per_step / elapsed if step > start_step else float("nan")
-    return TrainResult(out_dir, history, best_val_loss, step, tokens_per_second, interrupted, step - start_step)
+def _say_plan(run: _Run) -> None:
+    """Where and how the run trains, and how much, before its first step."""
+    config, world_size = run.config, run.world_size
+    device_reason, dtype_reason = run.reasons
+    processes = f" x {world_size} processes" if world_size > 1 else ""
+    run.say(f"device: {run.device} ({device_reason}); autocast dtype: {str(run.dtype).removeprefix('torch.')} "
+            f"({dtype_reason})" + (f"; {world_size} processes" if world_size > 1 else ""))
+    run.say(f"{run.raw_model.num_params():,} parameters; {run.tokens_per_step:,} tokens per optimizer step "
+            f"({config.batch_size} x {run.model_config.block_size} x {config.grad_accum_steps} micro-batches"
+            f"{processes})")
+    run.say(f"plan: {describe_plan(run.model_config, config, world_size)}; the time it takes here is measured over "
+            f"its first {ESTIMATE_AFTER_STEPS} steps")
 
 
 def ensure_trained(preset, log=print) -> list[dict]:
