@@ -36,6 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from slm_helpers.stories import generate_stories, is_validation_story
+from slm_helpers.vocab import (
+    MAX_IDS, VOCAB_FILE, CompactVocabulary, build_vocabulary, load_vocabulary, save_vocabulary, with_coverage,
+)
 from slm_helpers.tokenizer import get_tokenizer
 
 SPLITS = ("train", "validation")
@@ -73,10 +76,13 @@ class DatasetInfo:
     dtype: str
     splits: dict[str, SplitInfo]
     format_version: int = FORMAT_VERSION
+    vocab: str = "full"  # "full": GPT-2's ids; "compact": renumbered, mapping in vocab.json
+    vocab_size_asked: int | None = None  # compact only: the size asked for (None: every id used)
     path: str = field(default="", compare=False)
 
     def describe(self) -> str:
-        lines = [f"dataset from {self.source!r} ({self.tokenizer}, {self.dtype}):"]
+        vocab = "" if self.vocab == "full" else f", compact vocabulary of {self.n_vocab:,} ids"
+        lines = [f"dataset from {self.source!r} ({self.tokenizer}{vocab}, {self.dtype}):"]
         for split in self.splits.values():
             megabytes = split.tokens * np.dtype(self.dtype).itemsize / 1e6
             lines.append(f"  {split.file:<15} {split.stories:>10,} stories {split.tokens:>13,} tokens {megabytes:>9.2f} MB")
@@ -429,7 +435,8 @@ def read_info(data_dir: str | os.PathLike) -> DatasetInfo | None:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise DataError(f"{meta_path} is not valid JSON ({error}): {redo}") from None
-    fields = [name for name in DatasetInfo.__dataclass_fields__ if name not in ("path", "format_version")]
+    optional = ("path", "format_version", "vocab", "vocab_size_asked")
+    fields = [name for name in DatasetInfo.__dataclass_fields__ if name not in optional]
     missing = [name for name in fields if not isinstance(meta, dict) or name not in meta]
     if missing:
         raise DataError(f"{meta_path} lacks {', '.join(missing)}: {redo}")
@@ -437,6 +444,8 @@ def read_info(data_dir: str | os.PathLike) -> DatasetInfo | None:
         meta["splits"] = {name: SplitInfo(**meta["splits"][name]) for name in SPLITS}
         info = DatasetInfo(**meta, path=str(Path(data_dir)))
         np.dtype(info.dtype)
+        if info.vocab not in VOCABS:
+            raise TypeError(f"vocab {info.vocab!r} is not one of {VOCABS}")
     except (KeyError, TypeError, AttributeError) as error:
         raise DataError(f"{meta_path} does not describe both splits ({type(error).__name__}: {error}): {redo}") from None
     return info
@@ -459,7 +468,18 @@ def verify_dataset(info: DatasetInfo) -> DatasetInfo:
                 f"{path} holds {size // itemsize:,} tokens but {META_FILE} says {split.tokens:,}: the file is damaged "
                 "or cut short; prepare the dataset again with --overwrite (overwrite=True)"
             )
+    if info.vocab == "compact":
+        vocabulary = load_vocabulary(info.path)
+        if vocabulary.size != info.n_vocab:
+            raise DataError(f"{Path(info.path) / VOCAB_FILE} maps {vocabulary.size:,} ids but {META_FILE} says "
+                            f"{info.n_vocab:,}: prepare the dataset again with --overwrite (overwrite=True)")
     return info
+
+
+def dataset_vocabulary(data_dir: str | os.PathLike) -> CompactVocabulary | None:
+    """The compact vocabulary of the dataset in ``data_dir``, or ``None`` for GPT-2's own ids."""
+    info = read_info(data_dir)
+    return load_vocabulary(data_dir) if info is not None and info.vocab == "compact" else None
 
 
 def check_folder(folder: Path, purpose: str = "the dataset") -> None:
@@ -509,6 +529,8 @@ def prepare_dataset(
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
+    vocab: str = "full",
+    vocab_size: int | None = None,
     num_workers: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -524,16 +546,23 @@ def prepare_dataset(
     New tokens go to ``*.bin.tmp`` files, renamed into place at the end, and ``meta.json`` is
     written last: interrupted (Ctrl-C) or failing, the folder never looks complete with
     partial data, and a dataset that was there before stays as it was.
+
+    ``vocab="compact"`` renumbers the ids to those the training split uses (with
+    ``vocab_size`` K: its K - 1 most frequent, plus one unknown id), writes the mapping to
+    ``vocab.json`` and stores the compact ids in the bins (see :mod:`slm_helpers.vocab`).
     """
     out_dir = Path(out_dir)
+    _check_vocab_options(vocab, vocab_size)
     source_name = source if source in ("synthetic", "tinystories") else str(Path(source).expanduser().resolve())
     check_folder(out_dir)
     existing = read_info(out_dir)
     if existing is not None and not overwrite:
-        if existing.source == source_name and existing.source_options == source_options:
+        same_vocab = (existing.vocab, existing.vocab_size_asked) == (vocab, vocab_size)
+        if existing.source == source_name and existing.source_options == source_options and same_vocab:
             return verify_dataset(existing)
         raise DataError(
-            f"{out_dir} already holds a dataset from {existing.source!r} with {existing.source_options}; "
+            f"{out_dir} already holds a dataset from {existing.source!r} with {existing.source_options} and the "
+            f"{existing.vocab} vocabulary; "
             f"pass overwrite=True (--overwrite) to replace it, or choose another folder."
         )
     tokenizer = _check_tokenizer_fits()
@@ -557,20 +586,27 @@ def prepare_dataset(
                     f"The {split} split of {source_name!r} holds no stories (found {found}): a file holds both splits "
                     f"when it has many stories, separated by {EOT_TEXT} or one per line; a folder needs files of both."
                 )
+        vocabulary = _renumber(out_dir, tokenizer, vocab_size, log) if vocab == "compact" else None
         # Until here an earlier dataset in the folder stayed complete and usable (the new tokens
         # went to *.tmp files). From here until meta.json is written, the folder is incomplete.
         (out_dir / META_FILE).unlink(missing_ok=True)
         for split in SPLITS:
             os.replace(out_dir / f"{split}.bin.tmp", out_dir / f"{split}.bin")
+        if vocabulary is None:
+            (out_dir / VOCAB_FILE).unlink(missing_ok=True)
+        else:
+            save_vocabulary(vocabulary, out_dir)
 
         info = DatasetInfo(
             source=source_name,
             source_options=source_options,
             tokenizer=tokenizer.name,
-            n_vocab=tokenizer.n_vocab,
-            eot_token=tokenizer.eot_token,
+            n_vocab=vocabulary.size if vocabulary else tokenizer.n_vocab,
+            eot_token=int(vocabulary.to_compact([tokenizer.eot_token])[0]) if vocabulary else tokenizer.eot_token,
             dtype=np.dtype(TOKEN_DTYPE).name,
             splits=splits,
+            vocab=vocab,
+            vocab_size_asked=vocab_size,
             path=str(out_dir),
         )
         meta = {k: v for k, v in asdict(info).items() if k != "path"}
@@ -579,7 +615,43 @@ def prepare_dataset(
     return info
 
 
-PARTIAL_FILES = {f"{split}.bin{tmp}" for split in SPLITS for tmp in ("", ".tmp")} | {f"{META_FILE}.tmp", LOCK_FILE}
+PARTIAL_FILES = ({f"{split}.bin{tmp}" for split in SPLITS for tmp in ("", ".tmp")}
+                 | {f"{META_FILE}.tmp", LOCK_FILE, VOCAB_FILE, f"{VOCAB_FILE}.tmp"})
+VOCABS = ("full", "compact")
+RENUMBER_CHUNK = 1 << 24  # tokens renumbered at a time: 16M uint16 = 32 MB
+
+
+def _check_vocab_options(vocab: str, vocab_size: int | None) -> None:
+    if vocab not in VOCABS:
+        raise DataError(f"vocab must be one of {', '.join(VOCABS)}, not {vocab!r}")
+    if vocab_size is not None:
+        if vocab != "compact":
+            raise DataError("vocab_size (--vocab-size) is for vocab='compact' (--vocab compact); the full vocabulary "
+                            "is GPT-2's 50,257 ids")
+        _check_positive_int("vocab_size", vocab_size, DataError)
+        if not 2 <= vocab_size <= MAX_IDS:
+            raise DataError(f"vocab_size must be between 2 and {MAX_IDS:,} (the bins hold uint16), not {vocab_size:,}")
+
+
+def _renumber(out_dir: Path, tokenizer, vocab_size: int | None, log: Callable[[str], None]) -> CompactVocabulary:
+    """Count the training split's ids, build the compact vocabulary, and rewrite both splits'
+    ``*.bin.tmp`` files in compact ids, a chunk at a time (memory stays flat)."""
+    counts = {}
+    for split in SPLITS:
+        tokens = np.memmap(out_dir / f"{split}.bin.tmp", dtype=TOKEN_DTYPE, mode="r")
+        counts[split] = sum((np.bincount(tokens[i : i + RENUMBER_CHUNK], minlength=tokenizer.n_vocab)
+                             for i in range(0, len(tokens), RENUMBER_CHUNK)), np.zeros(tokenizer.n_vocab, np.int64))
+    vocabulary = with_coverage(build_vocabulary(counts["train"], tokenizer.eot_token, vocab_size), counts)
+    for split in SPLITS:
+        tokens = np.memmap(out_dir / f"{split}.bin.tmp", dtype=TOKEN_DTYPE, mode="r+")
+        for i in range(0, len(tokens), RENUMBER_CHUNK):
+            tokens[i : i + RENUMBER_CHUNK] = vocabulary.to_compact(tokens[i : i + RENUMBER_CHUNK])
+        tokens.flush()
+        del tokens
+    log(f"compact vocabulary: {vocabulary.size:,} ids ({len(vocabulary.gpt2_ids):,} GPT-2 ids and one unknown id) "
+        f"cover {vocabulary.coverage['train']:.2%} of the training tokens and "
+        f"{vocabulary.coverage['validation']:.2%} of the validation tokens")
+    return vocabulary
 
 
 def ensure_dataset(data_dir: str | os.PathLike, source: str | os.PathLike, *, progress: bool = True,
@@ -685,9 +757,15 @@ def main(argv: list[str] | None = None) -> int:
                              "tinystories: the first N; default all)")
     parser.add_argument("--seed", type=int, default=SYNTHETIC_DEFAULTS["seed"], help="synthetic only: which stories to generate")
     parser.add_argument("--workers", type=cli.positive_int, default=None, help="tokenizer processes (default: all cores)")
+    parser.add_argument("--vocab", choices=VOCABS, default="full",
+                        help="full: GPT-2's 50,257 ids; compact: only the ids the training split uses (notebook 07)")
+    parser.add_argument("--vocab-size", type=cli.positive_int, default=None,
+                        help="with --vocab compact: keep the K-1 most frequent ids and one unknown id")
     parser.add_argument("--overwrite", action="store_true", help="redo a dataset that already exists in --out-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.vocab_size is not None and args.vocab != "compact":
+        parser.error("--vocab-size is for --vocab compact")
 
     counts = {k: v for k, v in dict(train_stories=args.train_stories, validation_stories=args.validation_stories).items()
               if v is not None}
@@ -700,8 +778,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--train-stories and --validation-stories are for 'synthetic' and 'tinystories'; a local "
                          "source is read whole")
         options = {}
-    info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, num_workers=args.workers,
-                           progress=not args.no_progress, **options)
+    info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, vocab=args.vocab,
+                           vocab_size=args.vocab_size, num_workers=args.workers, progress=not args.no_progress,
+                           **options)
     print(f"{args.out_dir}: {info.describe()}")
     return 0
 

@@ -29,6 +29,7 @@ import torch
 
 from slm_helpers.checkpoint import MAKE_IT, CheckpointError, load_file
 from slm_helpers.model import GPT, GPTConfig, KVCache
+from slm_helpers.vocab import CompactTokenizer, CompactVocabulary, VocabularyError
 
 
 def describe_mismatch(expected: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> str:
@@ -50,9 +51,11 @@ def describe_mismatch(expected: dict[str, torch.Tensor], saved: dict[str, torch.
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", config: GPTConfig | None = None) -> GPT:
     """A GPT in eval mode from ``best_model_params.pt`` or a full ``checkpoint.pt`` (both hold
     the model's configuration), loaded with ``weights_only=True``. A bare state dict, as the
-    original script saved, needs ``config``."""
+    original script saved, needs ``config``. A model trained on a compact vocabulary gets it
+    as ``model.vocabulary`` (see :func:`matching_tokenizer`); others have ``None`` there."""
     path = Path(path)
     saved = load_file(path, "weights file")
+    vocabulary = _saved_vocabulary(saved, path)
     if isinstance(saved, dict) and "model" in saved and "model_config" in saved:
         try:
             config = GPTConfig(**saved["model_config"])
@@ -73,8 +76,34 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", conf
     mismatch = describe_mismatch(model.state_dict(), state)
     if mismatch:
         raise CheckpointError(f"{path} does not fit the model {config}: {mismatch}")
+    if vocabulary is not None and vocabulary.size != config.vocab_size:
+        raise CheckpointError(f"{path} holds a compact vocabulary of {vocabulary.size:,} ids for a model of vocab_size "
+                              f"{config.vocab_size:,}: the mapping is not this model's; {MAKE_IT}")
     model.load_state_dict(state)
+    model.vocabulary = vocabulary
     return model.to(device).eval()
+
+
+def _saved_vocabulary(saved, path: Path) -> CompactVocabulary | None:
+    if not isinstance(saved, dict) or saved.get("vocabulary") is None:
+        return None
+    try:
+        return CompactVocabulary.from_dict(saved["vocabulary"], f"the vocabulary in {path}")
+    except VocabularyError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def matching_tokenizer(model: GPT, tokenizer):
+    """``tokenizer`` made to speak ``model``'s ids: GPT-2's tokenizer wrapped in the model's
+    compact vocabulary when it has one. A compact tokenizer for another vocabulary, or for a
+    model of GPT-2's ids, is an error: the ids would silently mean other tokens."""
+    vocabulary = getattr(model, "vocabulary", None)
+    if isinstance(tokenizer, CompactTokenizer):
+        if tokenizer.vocabulary != vocabulary:
+            raise ValueError("the tokenizer's compact vocabulary is not the model's: use get_tokenizer() and let "
+                             "generation apply the model's own (load_model reads it from the checkpoint)")
+        return tokenizer
+    return tokenizer if vocabulary is None else CompactTokenizer(tokenizer, vocabulary)
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 1) -> None:
@@ -177,7 +206,12 @@ def stream_story(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 200, 
                  stop_at_eot: bool = True, use_kv_cache: bool = True, log=print) -> Iterator[str]:
     """Yield the continuation of ``prompt`` as text, piece by piece as tokens come (a token can
     end in the middle of a multi-byte character, so bytes are decoded incrementally). Bad
-    settings raise here, before anything is generated."""
+    settings raise here, before anything is generated. A model trained on a compact vocabulary
+    reads and writes through it; prompt tokens outside it are said, and become ``<unk>``."""
+    tokenizer = matching_tokenizer(model, tokenizer)
+    if isinstance(tokenizer, CompactTokenizer) and (unknown := tokenizer.unknown_tokens(prompt)):
+        log(f"({len(unknown)} prompt token(s) are not in the model's compact vocabulary and become <unk>: "
+            f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''})")
     prompt_ids = prepare_prompt(tokenizer.encode_ordinary(prompt), model.config.block_size, tokenizer.eot_token, log)
     stop = tokenizer.eot_token if stop_at_eot else None
     tokens = generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, stop, use_kv_cache)

@@ -169,6 +169,7 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
+        self.vocabulary = None  # a compact vocabulary (slm_helpers.vocab) when trained on one; None: GPT-2's ids
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
             wpe=nn.Embedding(config.block_size, config.n_embd),  # position embedding

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -41,13 +41,16 @@ from slm_helpers.checkpoint import (
     BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CHECKPOINT_VERSION, HISTORY_FILE, RUN_FILES, CheckpointError, atomic_save,
     atomic_write_json, existing_run_files, load_checkpoint, load_history,
 )
-from slm_helpers.data import DataError, check_folder, ensure_dataset, get_batch, read_info, verify_dataset
+from slm_helpers.data import (
+    DataError, check_folder, dataset_vocabulary, ensure_dataset, get_batch, read_info, verify_dataset,
+)
 from slm_helpers.device import (
     autocast_context, choose_device, choose_dtype, keep_large_buffers_on_the_heap, make_grad_scaler,
 )
 from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig, learning_rates, make_optimizer, make_scheduler, optimizer_step
 from slm_helpers.presets import PRESETS, get_preset
+from slm_helpers.vocab import CompactVocabulary, tokenizer_for
 
 __all__ = [
     "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "HISTORY_FILE", "TrainConfig", "TrainResult", "TrainingDiverged",
@@ -69,13 +72,13 @@ SAMPLE_TOKENS = 24
 
 
 @torch.no_grad()
-def sample_text(model: GPT, device, prompt: str = SAMPLE_PROMPT, tokens: int = SAMPLE_TOKENS) -> str:
+def sample_text(model: GPT, device, prompt: str = SAMPLE_PROMPT, tokens: int = SAMPLE_TOKENS,
+                vocabulary: CompactVocabulary | None = None) -> str:
     """What the model writes now: ``prompt`` continued greedily (deterministic, so the saved
     samples of a run show what training changed, not chance). Recorded at every evaluation;
-    notebook 05 prints them from step 0 to the end."""
-    from slm_helpers.tokenizer import get_tokenizer
-
-    enc = get_tokenizer()
+    notebook 05 prints them from step 0 to the end. A model trained on a compact vocabulary
+    needs its ``vocabulary``."""
+    enc = tokenizer_for(vocabulary)
     was_training = model.training
     model.eval()
     ids = enc.encode_ordinary(prompt)
@@ -171,7 +174,7 @@ def check_dataset_fits(data_dir: Path, model_config: GPTConfig) -> None:
     if info.tokenizer != "gpt2":
         raise DataError(f"{data_dir} was tokenized with {info.tokenizer!r}, but this series trains on GPT-2 ids: "
                         "prepare the dataset again with slm_helpers.data")
-    if info.n_vocab > model_config.vocab_size:
+    if info.vocab == "full" and info.n_vocab > model_config.vocab_size:  # a compact one sets vocab_size
         raise DataError(f"{data_dir} holds ids of a {info.n_vocab:,}-token vocabulary, more than the model's "
                         f"vocab_size={model_config.vocab_size:,}: give the model vocab_size >= {info.n_vocab:,}")
 
@@ -186,14 +189,39 @@ def _differences(saved: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[s
 
 def check_resumable(checkpoint: dict, path: Path, model_config: GPTConfig, config: TrainConfig) -> None:
     """Resume only the run the checkpoint holds: the same model and the same schedule. A longer
-    ``max_steps``, say, would silently bend the learning rate back up from its floor."""
-    differences = _differences(checkpoint["model_config"], asdict(model_config))
+    ``max_steps``, say, would silently bend the learning rate back up from its floor. (A
+    compact vocabulary's size comes from the dataset: :func:`check_same_vocabulary`.)"""
+    compact = checkpoint.get("vocabulary") is not None
+    differences = _differences(checkpoint["model_config"], asdict(model_config), ("vocab_size",) if compact else ())
     differences += _differences(checkpoint["train_config"], asdict(config), ignore=RESUMABLE_CHANGES)
     if differences:
         raise CheckpointError(
             f"{path} was trained with other settings ({'; '.join(differences)}): resume with the same settings, or "
             "start a new run with --overwrite (overwrite=True) or another output folder"
         )
+
+
+def check_same_vocabulary(checkpoint: dict, path: Path, vocabulary: CompactVocabulary | None, data_dir: Path) -> None:
+    """A run resumes only on a dataset with the vocabulary it was trained on: the same ids must
+    mean the same tokens."""
+    saved = checkpoint.get("vocabulary")
+    saved = CompactVocabulary.from_dict(saved, f"the mapping in {path}") if saved else None
+    if saved != vocabulary:
+        def name(v):
+            return "GPT-2's full vocabulary" if v is None else f"a compact vocabulary of {v.size:,} ids"
+        raise CheckpointError(f"{path} was trained with {name(saved)}, but {data_dir} has {name(vocabulary)}: resume "
+                              "on the dataset the run was trained on, or start a new run with --overwrite")
+
+
+def vocabulary_for_model(data_dir: Path, model_config: GPTConfig, log) -> tuple[CompactVocabulary | None, GPTConfig]:
+    """The dataset's compact vocabulary (or None), and the model configuration with the
+    ``vocab_size`` that fits it: training takes a compact vocabulary's size from the data."""
+    vocabulary = dataset_vocabulary(data_dir)
+    if vocabulary is None or model_config.vocab_size == vocabulary.size:
+        return vocabulary, model_config
+    log(f"vocab_size {vocabulary.size:,} (not {model_config.vocab_size:,}): {data_dir} has a compact vocabulary "
+        f"covering {vocabulary.coverage.get('train', float('nan')):.2%} of its training tokens")
+    return vocabulary, replace(model_config, vocab_size=vocabulary.size)
 
 
 # ----------------------------------------------------------------------------- state of a run
@@ -434,7 +462,12 @@ class _Run:
                 f"lr {record['lr']:.2e}" + ("  (best so far, saved)" if is_best else ""))
 
     def sample(self) -> str:
-        return sample_text(self.raw_model, self.device)
+        return sample_text(self.raw_model, self.device, vocabulary=self.vocabulary)
+
+    @property
+    def vocabulary(self) -> CompactVocabulary | None:
+        saved = self.extra.get("vocabulary")
+        return CompactVocabulary.from_dict(saved) if saved else None
 
     def estimate_line(self, step_seconds: list[float]) -> str:
         """The time the rest of the run will take, from the steps and evaluations measured so far."""
@@ -553,6 +586,9 @@ def _start_run(preset, model_config, train_config, data_dir, out_dir, resume, ov
     data_dir = Path(data_dir)
     check_dataset_fits(data_dir, model_config)
     rank, local_rank, world_size = _distributed(config.device)
+    vocabulary, model_config = vocabulary_for_model(data_dir, model_config, log if rank == 0 else (lambda _: None))
+    if checkpoint is not None:
+        check_same_vocabulary(checkpoint, checkpoint_path, vocabulary, data_dir)
     device, device_reason = choose_device(config.device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", local_rank)
@@ -565,7 +601,8 @@ def _start_run(preset, model_config, train_config, data_dir, out_dir, resume, ov
     torch.manual_seed(config.seed + rank)  # dropout; each process its own stream
     run = _Run(raw_model=GPT(model_config).to(device), model_config=model_config, config=config, data_dir=data_dir,
                out_dir=out_dir, device=device, dtype=dtype, rank=rank, world_size=world_size,
-               say=log if rank == 0 else (lambda *a, **k: None), reasons=(device_reason, dtype_reason))
+               say=log if rank == 0 else (lambda *a, **k: None), reasons=(device_reason, dtype_reason),
+               extra={"vocabulary": vocabulary.to_dict() if vocabulary else None})
     return run, checkpoint
 
 
