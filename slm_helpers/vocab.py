@@ -101,8 +101,9 @@ def build_vocabulary(train_counts: np.ndarray, eot_token: int, vocab_size: int |
     keep = used if vocab_size is None else min(vocab_size - 1, used)
     order = np.lexsort((np.arange(len(train_counts)), -train_counts))  # most frequent first, then lower id
     kept = [int(i) for i in order[:keep] if train_counts[i] > 0]
-    if eot_token not in kept:  # the story separator: always kept, in place of the rarest
-        kept = kept[: keep - 1] + [eot_token] if len(kept) >= max(keep, 1) else kept + [eot_token]
+    if eot_token not in kept:  # the story separator: always kept (with a size: in place of the rarest)
+        full = vocab_size is not None and len(kept) == vocab_size - 1
+        kept = kept[:-1] + [eot_token] if full else kept + [eot_token]
     if len(kept) + 1 > MAX_IDS:
         raise VocabularyError(f"the training split uses {len(kept):,} distinct ids, more than uint16 holds with an "
                               f"unknown id: give a vocab_size of at most {MAX_IDS:,}")
