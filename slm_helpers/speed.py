@@ -1,0 +1,188 @@
+"""Measuring speed: where a training step's time goes, and what a change buys (notebook 07).
+
+The rule of the chapter: measure, explain, change one thing, measure again. Timings on a
+shared machine are noisy, so everything compared is timed in alternating rounds in one
+process (both sides see the same load) and the median round is kept.
+
+* :func:`flops_per_token`: the arithmetic, per part of the model;
+* :func:`time_pieces`: the same parts timed on their own (forward and backward);
+* :class:`TrainingStep`: one optimizer step exactly as :func:`slm_helpers.train.train` takes
+  it, for any model size, vocabulary, precision, or with ``torch.compile``;
+* :func:`time_alternately`: seconds per call of several functions, side by side;
+* :func:`loss_against_time`: validation loss against wall-clock seconds of training;
+* :func:`generation_speed`: tokens/s of generation up to a context length, with or without
+  the KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from slm_helpers.device import autocast_context, keep_large_buffers_on_the_heap, make_grad_scaler
+from slm_helpers.generate import generate_ids
+from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.optim import TrainConfig, make_optimizer, optimizer_step
+from slm_helpers.train import accumulate_gradients, estimate_loss
+
+PARTS = ("embeddings", "attention", "MLP", "output head + loss", "optimizer")
+
+
+def flops_per_token(config: GPTConfig) -> dict[str, float]:
+    """Training FLOPs per token of each part: forward (2 per multiply-add) plus backward
+    (twice the forward), so 6 x the weights a token meets, plus attention's scores.
+
+    * attention, per layer: q, k, v and the output projection, ``4 n_embd^2`` weights, and
+      the scores and weighted sum, ``2 x block_size x n_embd`` multiply-adds;
+    * MLP, per layer: ``8 n_embd^2`` weights (up 4x, down again);
+    * output head: ``vocab_size x n_embd`` weights, at every position;
+    * embeddings and the optimizer: lookups and per-parameter updates, ~0 per token.
+    """
+    C, L, T, V = config.n_embd, config.n_layer, config.block_size, config.vocab_size
+    return {
+        "embeddings": 0.0,
+        "attention": 6.0 * L * (4 * C * C + 2 * T * C),
+        "MLP": 6.0 * L * 8 * C * C,
+        "output head + loss": 6.0 * V * C,
+        "optimizer": 0.0,
+    }
+
+
+def _median_seconds(fn: Callable[[], object], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def time_alternately(fns: dict[str, Callable[[], object]], rounds: int = 3, calls: int = 1,
+                     warmup: int = 1) -> dict[str, float]:
+    """Seconds per call of each function: ``warmup`` calls each first, then ``rounds`` rounds
+    that call each function ``calls`` times in turn; the median round of each is kept."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            seconds[name].append(_median_seconds(fn, calls))
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def time_pieces(config: GPTConfig, batch_size: int, rounds: int = 3, seed: int = 0) -> dict[str, float]:
+    """Seconds of each part of :data:`PARTS` in one micro-batch of ``batch_size`` sequences:
+    each part's forward and backward on its own (on inputs of the shape it meets in the
+    model), the optimizer's step over all the weights. They add up to about a whole step."""
+    keep_large_buffers_on_the_heap()  # as train() does on a CPU
+    torch.manual_seed(seed)
+    model = GPT(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    B, T, C = batch_size, config.block_size, config.n_embd
+    idx = torch.randint(config.vocab_size, (B, T))
+    hidden = torch.randn(B, T, C, requires_grad=True)
+    wte, wpe, blocks = model.transformer.wte, model.transformer.wpe, model.transformer.h
+
+    def embeddings():
+        (wte(idx) + wpe(torch.arange(T))).sum().backward()
+
+    def attention():
+        sum(block.attn(block.ln_1(hidden)).sum() for block in blocks).backward()
+
+    def mlp():
+        sum(block.mlp(block.ln_2(hidden)).sum() for block in blocks).backward()
+
+    def head():
+        logits = model.lm_head(model.transformer.ln_f(hidden))
+        F.cross_entropy(logits.view(-1, logits.size(-1)), idx.view(-1)).backward()
+
+    for p in model.parameters():  # the optimizer steps with gradients of the right shapes
+        p.grad = torch.randn_like(p)
+    pieces = dict(zip(PARTS, (embeddings, attention, mlp, head, optimizer.step)))
+    return time_alternately(pieces, rounds=rounds)
+
+
+class TrainingStep:
+    """Call it to take one optimizer step, as :func:`slm_helpers.train.train` does
+    (micro-batches under autocast in ``dtype``, then unscale, clip and AdamW), on the CPU;
+    it returns the step's loss. ``compile=True`` runs the model through ``torch.compile``,
+    so the first call includes the compilation."""
+
+    def __init__(self, model_config: GPTConfig, train_config: TrainConfig, data_dir: str | Path,
+                 dtype: torch.dtype = torch.float32, compile: bool = False, seed: int = 0):
+        keep_large_buffers_on_the_heap()  # as train() does on a CPU
+        torch.manual_seed(seed)
+        self.model_config, self.config, self.data_dir, self.dtype = model_config, train_config, data_dir, dtype
+        self.device = torch.device("cpu")
+        self.model = GPT(model_config).train()
+        self.optimizer = make_optimizer(self.model, train_config)
+        self.scaler = make_grad_scaler(self.device, dtype)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.forward = torch.compile(self.model) if compile else self.model
+
+    def __call__(self) -> float:
+        loss = accumulate_gradients(self.forward, self.data_dir, self.config, self.model_config.block_size,
+                                    self.device, self.dtype, self.scaler, self.generator)
+        optimizer_step(self.model, self.optimizer, self.scaler, self.config.grad_clip)
+        return loss
+
+    def validation_loss(self) -> float:
+        return estimate_loss(self.model, self.data_dir, self.config, self.model_config.block_size, self.device,
+                             self.dtype, seed=self.config.seed + 1)["validation"]
+
+
+def loss_against_time(model_config: GPTConfig, train_config: TrainConfig, data_dir: str | Path, seconds: float,
+                      evaluations: int = 6, dtype: torch.dtype = torch.float32) -> list[dict]:
+    """Train for ``seconds`` of wall-clock time (evaluation not counted) and return the
+    validation loss at ``evaluations`` evenly spaced times: ``{"seconds", "step", "val_loss"}``.
+    The learning rate warms up, then stays at its peak: a run cut by the clock has no known
+    end for a schedule to decay towards."""
+    step = TrainingStep(model_config, train_config, data_dir, dtype)
+    warmup = max(train_config.warmup_steps, 1)
+    history = [{"seconds": 0.0, "step": 0, "val_loss": step.validation_loss()}]
+    trained, steps = 0.0, 0
+    for evaluation in range(1, evaluations + 1):
+        while trained < seconds * evaluation / evaluations:
+            for group in step.optimizer.param_groups:
+                group["lr"] = train_config.learning_rate * min(1.0, (steps + 1) / warmup)
+            start = time.perf_counter()
+            loss = step()
+            trained += time.perf_counter() - start
+            steps += 1
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss} at step {steps}: lower the learning rate")
+        history.append({"seconds": trained, "step": steps, "val_loss": step.validation_loss()})
+    return history
+
+
+@torch.inference_mode()
+def generation_speed(model: GPT, context: int, use_kv_cache: bool, rounds: int = 3, prompt_tokens: int = 4) -> float:
+    """Tokens per second of greedy generation from a ``prompt_tokens`` prompt until the
+    sequence is ``context`` tokens long (the median of ``rounds``)."""
+    if not prompt_tokens < context <= model.config.block_size:
+        raise ValueError(f"context must be in ({prompt_tokens}, {model.config.block_size}], not {context}")
+    prompt = list(range(prompt_tokens))
+    new = context - prompt_tokens
+
+    def generate():
+        for _ in generate_ids(model, prompt, new, temperature=0, use_kv_cache=use_kv_cache):
+            pass
+
+    return new / time_alternately({"generate": generate}, rounds=rounds)["generate"]
+
+
+def autocast_matmul_seconds(dtype: torch.dtype, size: int = 512, calls: int = 20) -> float:
+    """Seconds per ``size x size`` matrix product under CPU autocast in ``dtype``: the
+    operation that decides whether bf16 is fast on this CPU."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+
+    def matmul():
+        with autocast_context(torch.device("cpu"), dtype):
+            return a @ b
+
+    return time_alternately({"matmul": matmul}, rounds=3, calls=calls)["matmul"]
