@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 SOLUTIONS = {"01": "01_tokens.py", "02": "02_attention.py", "03": "03_gpt_model.py", "04": "04_training_loop.py",
-             "05": "05_loss_curves.py", "06": "06_inference.py"}
+             "05": "05_loss_curves.py", "06": "06_inference.py", "07": "07_speed.py"}
 _CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {}
 
 
@@ -177,3 +177,30 @@ def _top_p(answer, **_):
 def _favourite_at_temperature(answer, logits: list[float], temperature: float):
     expected = torch.softmax(torch.tensor(logits) / temperature, dim=-1).max().item()
     return math.isclose(float(answer), expected, rel_tol=1e-5), "divide the logits by the temperature, then softmax"
+
+
+# ----------------------------------------------------------------------------- 07 speed
+
+
+@_exercise("07.1")
+def _head_share(answer, preset: str):
+    from slm_helpers.presets import get_preset
+    from slm_helpers.speed import flops_per_token
+
+    flops = flops_per_token(get_preset(preset).model)
+    expected = flops["output head + loss"] / sum(flops.values())
+    return math.isclose(float(answer), expected, abs_tol=0.005), (
+        "the head's training FLOPs per token are 6 x vocab_size x n_embd; each layer adds 6 x (12 n_embd^2 + "
+        "2 block_size n_embd); divide the head's by the sum")
+
+
+@_exercise("07.2")
+def _break_even_steps(answer, **_):
+    cases = [((30.0, 0.5, 0.2), 100), ((10.0, 0.3, 0.1), 50), ((5.0, 0.2, 0.25), None), ((1.0, 0.3, 0.3), None)]
+    for (compile_seconds, eager, compiled), expected in cases:
+        got = answer(compile_seconds, eager, compiled)
+        if got != expected:
+            return False, (f"for compile {compile_seconds} s, eager {eager} s/step, compiled {compiled} s/step the "
+                           f"answer is {expected}: the compilation is paid back after compile / (eager - compiled) "
+                           "steps, rounded up; None when compiled steps are not faster")
+    return True, ""

@@ -32,6 +32,8 @@ CASES = [
     ("05.2", "exercise_2", dict(loss=2.0), 2.0),
     ("06.1", "exercise_1", {}, lambda probs, p: probs),
     ("06.2", "exercise_2", dict(logits=(2.0, 1.0, 0.0), temperature=0.5), 0.67),
+    ("07.1", "exercise_1", dict(preset="gpu"), 0.88),
+    ("07.2", "exercise_2", {}, lambda compile_seconds, eager, compiled: compile_seconds / (eager - compiled)),
 ]
 
 

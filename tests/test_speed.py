@@ -1,0 +1,83 @@
+"""slm_helpers.speed: the counting and the measuring machinery (not how fast anything is:
+speed targets live in benchmarks/)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from slm_helpers.model import GPT
+from slm_helpers.presets import get_preset
+from slm_helpers.speed import (
+    PARTS, TrainingStep, flops_per_token, generation_speed, loss_against_time, time_alternately, time_pieces,
+)
+from slm_helpers.train import training_flops
+
+from conftest import requires_tokenizer
+
+
+@pytest.mark.parametrize("name", ["ci", "cpu", "gpu"])
+def test_the_parts_add_up_to_the_run_estimate_s_flops_per_token(name):
+    preset = get_preset(name)
+    flops = flops_per_token(preset.model)
+    assert tuple(flops) == PARTS
+    tokens = preset.train.max_steps * preset.train.tokens_per_step(preset.model.block_size)
+    # training_flops counts 6 x all parameters (position embedding, norms, biases too) + attention.
+    assert sum(flops.values()) == pytest.approx(training_flops(preset.model, preset.train) / tokens, rel=0.02)
+    c = preset.model
+    assert flops["output head + loss"] == 6 * c.vocab_size * c.n_embd
+
+
+def test_the_head_dominates_small_models_and_a_compact_vocabulary_removes_most_of_it():
+    config = get_preset("cpu").model
+    share = flops_per_token(config)["output head + loss"] / sum(flops_per_token(config).values())
+    compact = flops_per_token(replace(config, vocab_size=643))
+    assert 0.85 < share < 0.9  # the issue's "about 89%"
+    assert compact["output head + loss"] / sum(compact.values()) < 0.3
+
+
+def test_time_alternately_warms_up_then_alternates_rounds():
+    calls = []
+    seconds = time_alternately({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, calls=2,
+                               warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+
+
+def test_time_pieces_times_every_part():
+    pieces = time_pieces(get_preset("ci").model, batch_size=2, rounds=1)
+    assert tuple(pieces) == PARTS and all(s > 0 for s in pieces.values())
+
+
+@requires_tokenizer
+def test_a_training_step_is_train_s_step(small_dataset):
+    """Same seed, same model, same batches: TrainingStep's losses are those of the helper's
+    loop (accumulate_gradients + optimizer_step), and they fall."""
+    preset = get_preset("ci")
+    step = TrainingStep(preset.model, preset.train, small_dataset.path, seed=3)
+    again = TrainingStep(preset.model, preset.train, small_dataset.path, seed=3)
+    losses = [step() for _ in range(8)]
+    assert losses == [again() for _ in range(8)]
+    assert losses[-1] < losses[0] - 0.5
+    assert step.validation_loss() < 10.5
+
+
+@requires_tokenizer
+def test_loss_against_time_trains_for_the_seconds_given(small_dataset):
+    preset = get_preset("ci")
+    curve = loss_against_time(preset.model, replace(preset.train, warmup_steps=2), small_dataset.path, seconds=2.0,
+                              evaluations=2)
+    assert [r["seconds"] >= s for r, s in zip(curve, (0.0, 1.0, 2.0))] == [True] * 3 and len(curve) == 3
+    assert curve[0]["step"] == 0 < curve[1]["step"] < curve[2]["step"]
+    assert curve[-1]["val_loss"] < curve[0]["val_loss"]
+
+
+def test_generation_speed_needs_a_context_that_fits():
+    torch.manual_seed(0)
+    model = GPT(replace(get_preset("ci").model, dropout=0.0)).eval()
+    assert generation_speed(model, 16, use_kv_cache=True, rounds=1) > 0
+    for context in (4, 65):
+        with pytest.raises(ValueError, match=r"context must be in \(4, 64\]"):
+            generation_speed(model, context, use_kv_cache=False)
