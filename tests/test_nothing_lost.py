@@ -20,10 +20,18 @@ from conftest import requires_tokenizer
 pytestmark = requires_tokenizer
 
 
+def _interruptible() -> None:
+    """In the child, before exec: Ctrl-C's default action. A suite started in the background by
+    a shell without job control (`cmd &` in a script) inherits SIGINT ignored, and Python then
+    never raises KeyboardInterrupt: these tests would see a process that cannot be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(module: str, *args, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", module, "--no-progress", *map(str, args)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=_interruptible, **kwargs)
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str, seconds: float = 300) -> None:
