@@ -10,8 +10,8 @@ process (both sides see the same load) and the median round is kept.
   it, for any model size, vocabulary, precision, or with ``torch.compile``;
 * :func:`time_alternately`: seconds per call of several functions, side by side;
 * :func:`loss_against_time`: validation loss against wall-clock seconds of training;
-* :func:`generation_speed`: tokens/s of generation up to a context length, with or without
-  the KV cache.
+* :func:`generation_speeds`: tokens/s of generation up to a context length, with and without
+  the KV cache; :func:`positions_computed`: the work each does, counted.
 """
 
 from __future__ import annotations
@@ -161,19 +161,32 @@ def loss_against_time(model_config: GPTConfig, train_config: TrainConfig, data_d
 
 
 @torch.inference_mode()
-def generation_speed(model: GPT, context: int, use_kv_cache: bool, rounds: int = 3, prompt_tokens: int = 4) -> float:
+def generation_speeds(model: GPT, context: int, rounds: int = 3, prompt_tokens: int = 4) -> dict[str, float]:
     """Tokens per second of greedy generation from a ``prompt_tokens`` prompt until the
-    sequence is ``context`` tokens long (the median of ``rounds``)."""
+    sequence is ``context`` tokens long, with the KV cache (``"cache"``) and without it
+    (``"no cache"``), measured in alternating rounds."""
     if not prompt_tokens < context <= model.config.block_size:
         raise ValueError(f"context must be in ({prompt_tokens}, {model.config.block_size}], not {context}")
     prompt = list(range(prompt_tokens))
     new = context - prompt_tokens
 
-    def generate():
-        for _ in generate_ids(model, prompt, new, temperature=0, use_kv_cache=use_kv_cache):
-            pass
+    def generate(use_kv_cache: bool) -> Callable[[], None]:
+        def run() -> None:
+            for _ in generate_ids(model, prompt, new, temperature=0, use_kv_cache=use_kv_cache):
+                pass
+        return run
 
-    return new / time_alternately({"generate": generate}, rounds=rounds)["generate"]
+    seconds = time_alternately({"cache": generate(True), "no cache": generate(False)}, rounds=rounds)
+    return {name: new / s for name, s in seconds.items()}
+
+
+def positions_computed(context: int, use_kv_cache: bool, prompt_tokens: int = 4) -> int:
+    """How many positions the model runs through to generate up to ``context`` tokens: with
+    the cache, the prompt once and then one per new token; without it, the whole sequence
+    again for every new token (about context^2 / 2)."""
+    if use_kv_cache:
+        return context - 1  # the prompt, then every new token but the last (it is only sampled)
+    return sum(range(prompt_tokens, context))
 
 
 def autocast_matmul_seconds(dtype: torch.dtype, size: int = 512, calls: int = 20) -> float:

@@ -11,7 +11,8 @@ import torch
 from slm_helpers.model import GPT
 from slm_helpers.presets import get_preset
 from slm_helpers.speed import (
-    PARTS, TrainingStep, flops_per_token, generation_speed, loss_against_time, time_alternately, time_pieces,
+    PARTS, TrainingStep, flops_per_token, generation_speeds, loss_against_time, positions_computed, time_alternately,
+    time_pieces,
 )
 from slm_helpers.train import training_flops
 
@@ -74,10 +75,25 @@ def test_loss_against_time_trains_for_the_seconds_given(small_dataset):
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
 
 
-def test_generation_speed_needs_a_context_that_fits():
+def test_generation_speeds_need_a_context_that_fits():
     torch.manual_seed(0)
     model = GPT(replace(get_preset("ci").model, dropout=0.0)).eval()
-    assert generation_speed(model, 16, use_kv_cache=True, rounds=1) > 0
+    speeds = generation_speeds(model, 16, rounds=1)
+    assert set(speeds) == {"cache", "no cache"} and all(v > 0 for v in speeds.values())
     for context in (4, 65):
         with pytest.raises(ValueError, match=r"context must be in \(4, 64\]"):
-            generation_speed(model, context, use_kv_cache=False)
+            generation_speeds(model, context)
+
+
+@pytest.mark.parametrize("use_kv_cache", [True, False])
+def test_positions_computed_counts_what_generation_runs_through_the_model(use_kv_cache, monkeypatch):
+    from slm_helpers.generate import generate_ids
+
+    torch.manual_seed(0)
+    model = GPT(replace(get_preset("ci").model, dropout=0.0)).eval()
+    counted = []
+    hidden_states = model.hidden_states
+    monkeypatch.setattr(model, "hidden_states", lambda idx, cache=None: counted.append(idx.size(1)) or
+                        hidden_states(idx, cache))
+    list(generate_ids(model, [1, 2, 3, 4], 60, temperature=0, use_kv_cache=use_kv_cache))
+    assert sum(counted) == positions_computed(64, use_kv_cache)
