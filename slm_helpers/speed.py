@@ -54,7 +54,7 @@ def flops_per_token(config: GPTConfig) -> dict[str, float]:
     }
 
 
-def _median_seconds(fn: Callable[[], object], calls: int) -> float:
+def _seconds_per_call(fn: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         fn()
@@ -71,7 +71,7 @@ def time_alternately(fns: dict[str, Callable[[], object]], rounds: int = 3, call
     seconds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            seconds[name].append(_median_seconds(fn, calls))
+            seconds[name].append(_seconds_per_call(fn, calls))
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 

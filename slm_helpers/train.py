@@ -342,7 +342,7 @@ class _Run:
     world_size: int
     say: Callable[..., None]
     reasons: tuple[str, str] = ("", "")  # why this device and this precision were chosen
-    extra: dict = field(default_factory=dict)  # saved with the weights (a compact vocabulary)
+    vocabulary: CompactVocabulary | None = None  # the dataset's compact vocabulary; saved with the weights
     step: int = 0
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = math.inf
@@ -465,9 +465,9 @@ class _Run:
         return sample_text(self.raw_model, self.device, vocabulary=self.vocabulary)
 
     @property
-    def vocabulary(self) -> CompactVocabulary | None:
-        saved = self.extra.get("vocabulary")
-        return CompactVocabulary.from_dict(saved) if saved else None
+    def extra(self) -> dict:
+        """What every weights file carries besides the weights: the mapping of a compact vocabulary."""
+        return {"vocabulary": self.vocabulary.to_dict() if self.vocabulary else None}
 
     def estimate_line(self, step_seconds: list[float]) -> str:
         """The time the rest of the run will take, from the steps and evaluations measured so far."""
@@ -602,7 +602,7 @@ def _start_run(preset, model_config, train_config, data_dir, out_dir, resume, ov
     run = _Run(raw_model=GPT(model_config).to(device), model_config=model_config, config=config, data_dir=data_dir,
                out_dir=out_dir, device=device, dtype=dtype, rank=rank, world_size=world_size,
                say=log if rank == 0 else (lambda *a, **k: None), reasons=(device_reason, dtype_reason),
-               extra={"vocabulary": vocabulary.to_dict() if vocabulary else None})
+               vocabulary=vocabulary)
     return run, checkpoint
 
 
