@@ -84,7 +84,8 @@ def main() -> None:
     steps = race({"GPT": make_training_step(ours, False, (idx, idx)),
                   "GPT2LMHeadModel": make_training_step(theirs, True, (idx, idx))},
                  B * T, args.rounds, args.calls)
-    print(f"training step: GPT {steps['GPT']:,.0f} tok/s, transformers GPT2LMHeadModel {steps['GPT2LMHeadModel']:,.0f} tok/s "
+    print(f"training step: GPT {steps['GPT']:,.0f} tok/s, "
+          f"transformers GPT2LMHeadModel {steps['GPT2LMHeadModel']:,.0f} tok/s "
           f"-> GPT/transformers = {steps['GPT'] / steps['GPT2LMHeadModel']:.2f}  (target >= 1.0)")
 
 

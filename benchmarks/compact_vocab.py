@@ -30,11 +30,10 @@ from pathlib import Path
 
 import torch
 
-from slm_helpers.data import get_batch, prepare_dataset
+from slm_helpers.data import TokenDataset, get_batch, prepare_dataset, preset_dataset
 from slm_helpers.device import cpu_has_native_bf16
 from slm_helpers.presets import get_preset
 from slm_helpers.speed import TrainingStep, time_alternately
-from slm_helpers.vocab import load_vocabulary
 
 
 def peak_memory_mb(model_config, train_config, data_dir: str, steps: int) -> float:
@@ -60,11 +59,12 @@ def main() -> None:
     args = parser.parse_args()
 
     preset = get_preset(args.preset)
-    full = preset.prepare_data(progress=False)
-    compact_dir = Path(full.path).with_name(Path(full.path).name + "-compact" + (f"-{args.vocab_size}" if args.vocab_size else ""))
+    full = preset_dataset(preset, progress=False).info
+    suffix = "-compact" + (f"-{args.vocab_size}" if args.vocab_size else "")
+    compact_dir = Path(full.path).with_name(Path(full.path).name + suffix)
     compact = prepare_dataset(full.source, compact_dir, vocab="compact", vocab_size=args.vocab_size, progress=False,
                               **full.source_options)
-    vocabulary = load_vocabulary(compact.path)
+    vocabulary = TokenDataset.open(compact.path).tokenizer.vocabulary
     compact_model = replace(preset.model, vocab_size=compact.n_vocab)
     train_config = replace(preset.train, dtype="float32")
     tokens_per_step = train_config.tokens_per_step(preset.model.block_size)

@@ -28,6 +28,7 @@ from slm_helpers.generate import generate_ids
 from slm_helpers.model import GPT, to_hf_gpt2
 from slm_helpers.presets import get_preset
 
+
 def tokens_per_second(fn, n: int, rounds: int) -> float:
     fn()  # warm-up
     best = float("inf")

@@ -70,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--megabytes", type=float, default=100.0, help="size of the text corpus")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="tokenizer processes for prepare")
-    parser.add_argument("--raw-sample-mb", type=float, default=20.0, help="text encoded by the raw single-core baseline")
+    parser.add_argument("--raw-sample-mb", type=float, default=20.0,
+                        help="text encoded by the raw single-core baseline")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,10 +22,10 @@ from dataclasses import replace
 
 import torch
 
-from slm_helpers.data import get_batch, prepare_dataset
-from slm_helpers.model import GPT
-from slm_helpers.presets import get_preset
+from slm_helpers.data import preset_dataset
 from slm_helpers.device import choose_device, keep_large_buffers_on_the_heap
+from slm_helpers.model import GPT, flops_per_token
+from slm_helpers.presets import get_preset
 from slm_helpers.train import train
 
 
@@ -37,7 +37,7 @@ def helper_seconds(preset, steps: int) -> float:
         return time.perf_counter() - start
 
 
-def plain_seconds_per_step(preset, steps: int, device) -> float:
+def plain_seconds_per_step(preset, data, steps: int, device) -> float:
     torch.manual_seed(0)
     model = GPT(preset.model).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.train.learning_rate)
@@ -46,7 +46,7 @@ def plain_seconds_per_step(preset, steps: int, device) -> float:
 
     def step():
         for _ in range(micro_batches):
-            x, y = get_batch(preset.data_dir, "train", preset.train.batch_size, preset.model.block_size, device, generator)
+            x, y = data.batch("train", preset.train.batch_size, preset.model.block_size, generator, device)
             _, loss = model(x, y)
             loss.backward()
         optimizer.step()
@@ -63,12 +63,6 @@ def plain_seconds_per_step(preset, steps: int, device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def model_flops_per_token(model: GPT) -> float:
-    """6 N + 12 L T C: forward and backward of the weights, plus attention (PaLM appendix B)."""
-    c = model.config
-    return 6 * model.num_params() + 12 * c.n_layer * c.block_size * c.n_embd
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu")
@@ -82,7 +76,7 @@ def main() -> None:
     device, reason = choose_device(preset.train.device)
     if device.type == "cpu":
         keep_large_buffers_on_the_heap()  # what train() does on a CPU; the plain loop gets it too
-    prepare_dataset(preset.data_source, preset.data_dir, progress=False, **preset.data_options)
+    data = preset_dataset(preset, progress=False)
     tokens_per_step = preset.train.tokens_per_step(preset.model.block_size)
     print(f"preset {preset.name!r} on {device} ({reason}), {torch.get_num_threads()} threads, "
           f"{tokens_per_step:,} tokens per step")
@@ -91,7 +85,7 @@ def main() -> None:
     helper, plain = [], []
     for _ in range(args.rounds):
         helper.append((helper_seconds(preset, long) - helper_seconds(preset, short)) / (long - short))
-        plain.append(plain_seconds_per_step(preset, long - short, device))
+        plain.append(plain_seconds_per_step(preset, data, long - short, device))
     helper_tps, plain_tps = tokens_per_step / min(helper), tokens_per_step / min(plain)
     print(f"helper loop: {helper_tps:,.0f} tokens/s   plain loop: {plain_tps:,.0f} tokens/s   "
           f"overhead {plain_tps / helper_tps - 1:+.1%}  (target < 5%)")
@@ -104,11 +98,12 @@ def main() -> None:
         config = replace(gpu.train, max_steps=steps + 1, warmup_steps=1, eval_interval=10**9, eval_batches=1)
         with tempfile.TemporaryDirectory() as out:
             result = train(gpu, train_config=config, out_dir=out, progress=False)
-        flops = model_flops_per_token(GPT(gpu.model)) * result.tokens_per_second
+        flops = sum(flops_per_token(gpu.model).values()) * result.tokens_per_second
         total_tokens = gpu.train.tokens_per_step(gpu.model.block_size) * gpu.train.max_steps
         print(f"gpu preset: {result.tokens_per_second:,.0f} tokens/s, {flops / 1e12:.1f} TFLOP/s"
               + (f", MFU {flops / (args.peak_tflops * 1e12):.1%}" if args.peak_tflops else "")
-              + f"; the whole run ({total_tokens / 1e9:.2f}B tokens) would take {total_tokens / result.tokens_per_second / 3600:.1f} h")
+              + f"; the whole run ({total_tokens / 1e9:.2f}B tokens) would take "
+              f"{total_tokens / result.tokens_per_second / 3600:.1f} h")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 
 import torch
 
+from slm_helpers.errors import SlmError
+
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda)(:\d+)?")
 
@@ -36,7 +38,7 @@ def choose_device(requested: str = "auto") -> tuple[torch.device, str]:
     """The device to train on and why. ``requested`` is ``"auto"``, ``"cpu"``, ``"mps"``,
     ``"cuda"`` or ``"cuda:N"``; a device this machine does not have raises ``ValueError``."""
     if not isinstance(requested, str) or not DEVICE_PATTERN.fullmatch(requested):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {requested!r}")
+        raise SlmError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {requested!r}")
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda"), f"CUDA is available ({torch.cuda.get_device_name()})"
@@ -47,14 +49,15 @@ def choose_device(requested: str = "auto") -> tuple[torch.device, str]:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"device {requested!r} was requested, but {why}: use device 'cpu' or 'auto'")
+            raise SlmError(f"device {requested!r} was requested, but {why}: use device 'cpu' or 'auto'")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {requested!r} was requested, but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s): use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            raise SlmError(f"device {requested!r} was requested, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s): use cuda:0 to "
+                             f"cuda:{torch.cuda.device_count() - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {requested!r} was requested, but Apple MPS is not available here: use 'cpu' or 'auto'")
+        raise SlmError(f"device {requested!r} was requested, but Apple MPS is not available here: use 'cpu' or 'auto'")
     if device.type == "mps" and device.index:
-        raise ValueError(f"device {requested!r}: MPS has one device, 'mps'")
+        raise SlmError(f"device {requested!r}: MPS has one device, 'mps'")
     return device, "requested"
 
 
@@ -74,11 +77,15 @@ def choose_dtype(device: torch.device, requested: str = "auto") -> tuple[torch.d
     """The autocast dtype for ``device`` and why (measured, not by habit)."""
     if requested != "auto":
         if requested not in DTYPES:
-            raise ValueError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {requested!r}")
+            raise SlmError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {requested!r}")
+        if requested == "float16" and device.type != "cuda":
+            raise SlmError(f"dtype 'float16' needs a GradScaler against underflow, which this series enables on CUDA "
+                             f"only: on {device.type} choose 'bfloat16' or 'float32' (or 'auto')")
         return DTYPES[requested], "requested"
     if device.type == "cuda":
         if cuda_has_native_bf16(device):
-            return torch.bfloat16, "this GPU computes bf16 natively: half the memory traffic, fp32's range, no GradScaler"
+            return torch.bfloat16, ("this GPU computes bf16 natively: half the memory traffic, fp32's range, no "
+                                    "GradScaler")
         return torch.float16, "this GPU lacks native bf16 (e.g. a T4): fp16 autocast with GradScaler against underflow"
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16, "this CPU has native bf16 instructions"

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from slm_helpers.errors import SlmError
+
 SOLUTIONS = {"01": "01_tokens.py", "02": "02_attention.py", "03": "03_gpt_model.py", "04": "04_training_loop.py",
              "05": "05_loss_curves.py", "06": "06_inference.py", "07": "07_speed.py"}
 _CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {}
@@ -34,7 +36,7 @@ def check(exercise: str, answer, **given) -> bool:
     """Print whether ``answer`` solves ``exercise`` (``"01.1"`` is notebook 01's first), and
     return it. ``given`` holds the exercise's inputs (a name, a step...)."""
     if exercise not in _CHECKS:
-        raise ValueError(f"no exercise {exercise!r}; there are {', '.join(sorted(_CHECKS))}")
+        raise SlmError(f"no exercise {exercise!r}; there are {', '.join(sorted(_CHECKS))}")
     if answer is None:
         print(f"exercise {exercise}: not answered yet (a worked solution: notebooks/solutions/"
               f"{SOLUTIONS[exercise.split('.')[0]]})")
@@ -111,8 +113,8 @@ def _uniform_loss(answer, vocab_size: int):
 
 @_exercise("04.1")
 def _learning_rate_at(answer, step: int, preset: str):
-    from slm_helpers.presets import get_preset
     from slm_helpers.optim import learning_rates
+    from slm_helpers.presets import get_preset
 
     expected = learning_rates(get_preset(preset).train, step + 1)[step]
     return math.isclose(float(answer), expected, rel_tol=1e-6), (
@@ -122,9 +124,8 @@ def _learning_rate_at(answer, step: int, preset: str):
 
 @_exercise("04.2")
 def _ten_times_the_learning_rate(answer, preset: str):
-    from slm_helpers.presets import get_preset
-
     from slm_helpers.optim import learning_rates
+    from slm_helpers.presets import get_preset
 
     history = answer
     first = learning_rates(get_preset(preset).train, 1)[0]  # the schedule scales with the peak: 10x at every step

@@ -11,7 +11,8 @@ while the sequence fits in ``block_size``; past that, generation goes on over a 
 window of the last ``block_size`` tokens, recomputed at every step (notebook 06 explains
 why the cache cannot simply be shifted). Greedy output is the same with and without cache.
 
-From a terminal::
+``load_model`` gives a model and the tokenizer whose ids it reads; every function here that
+takes text takes that tokenizer, and refuses one that speaks other ids. From a terminal::
 
     python -m slm_helpers.generate --checkpoint runs/cpu/best_model_params.pt --prompt "Once upon a time"
 """
@@ -19,106 +20,25 @@ From a terminal::
 from __future__ import annotations
 
 import codecs
-import math
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 
-from slm_helpers.checkpoint import MAKE_IT, CheckpointError, load_file
-from slm_helpers.model import GPT, GPTConfig, KVCache
-from slm_helpers.vocab import CompactTokenizer, CompactVocabulary, VocabularyError
-
-
-def describe_mismatch(expected: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> str:
-    """Every difference between a model's state dict and a saved one, on one line."""
-    parts = []
-    shapes = [f"{k} {tuple(saved[k].shape)} in the file vs {tuple(v.shape)} in the model"
-              for k, v in expected.items() if k in saved and hasattr(saved[k], "shape") and saved[k].shape != v.shape]
-    missing = [k for k in expected if k not in saved]
-    unexpected = [k for k in saved if k not in expected]
-    if shapes:
-        parts.append("shapes differ: " + "; ".join(shapes))
-    if missing:
-        parts.append(f"missing from the file: {', '.join(missing)}")
-    if unexpected:
-        parts.append(f"not in the model: {', '.join(unexpected)}")
-    return ". ".join(parts)
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", config: GPTConfig | None = None) -> GPT:
-    """A GPT in eval mode from ``best_model_params.pt`` or a full ``checkpoint.pt`` (both hold
-    the model's configuration), loaded with ``weights_only=True``. A bare state dict, as the
-    original script saved, needs ``config``. A model trained on a compact vocabulary gets it
-    as ``model.vocabulary`` (see :func:`matching_tokenizer`); others have ``None`` there."""
-    path = Path(path)
-    saved = load_file(path, "weights file")
-    vocabulary = _saved_vocabulary(saved, path)
-    if isinstance(saved, dict) and "model" in saved and "model_config" in saved:
-        try:
-            config = GPTConfig(**saved["model_config"])
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path} holds a model configuration this version cannot build ({error})") from None
-        state = saved["model"]
-    elif config is not None and isinstance(saved, dict):
-        state = saved
-    elif isinstance(saved, dict) and all(isinstance(v, torch.Tensor) for v in saved.values()):
-        raise CheckpointError(
-            f"{path} holds bare weights without a model configuration (as the original script saved them): use the "
-            f"best_model_params.pt or checkpoint.pt that slm_helpers.train writes, or in Python "
-            f"load_model(path, config=GPTConfig(...))"
-        )
-    else:
-        raise CheckpointError(f"{path} holds no model weights that slm_helpers can read; {MAKE_IT}")
-    model = GPT(config)
-    mismatch = describe_mismatch(model.state_dict(), state)
-    if mismatch:
-        raise CheckpointError(f"{path} does not fit the model {config}: {mismatch}")
-    if vocabulary is not None and vocabulary.size != config.vocab_size:
-        raise CheckpointError(f"{path} holds a compact vocabulary of {vocabulary.size:,} ids for a model of vocab_size "
-                              f"{config.vocab_size:,}: the mapping is not this model's; {MAKE_IT}")
-    model.load_state_dict(state)
-    model.vocabulary = vocabulary
-    return model.to(device).eval()
-
-
-def _saved_vocabulary(saved, path: Path) -> CompactVocabulary | None:
-    if not isinstance(saved, dict) or saved.get("vocabulary") is None:
-        return None
-    try:
-        return CompactVocabulary.from_dict(saved["vocabulary"], f"the vocabulary in {path}")
-    except VocabularyError as error:
-        raise CheckpointError(str(error)) from None
-
-
-def matching_tokenizer(model: GPT, tokenizer):
-    """``tokenizer`` made to speak ``model``'s ids: GPT-2's tokenizer wrapped in the model's
-    compact vocabulary when it has one. A compact tokenizer for another vocabulary, or for a
-    model of GPT-2's ids, is an error: the ids would silently mean other tokens."""
-    vocabulary = getattr(model, "vocabulary", None)
-    if isinstance(tokenizer, CompactTokenizer):
-        if tokenizer.vocabulary != vocabulary:
-            raise ValueError("the tokenizer's compact vocabulary is not the model's: use get_tokenizer() and let "
-                             "generation apply the model's own (load_model reads it from the checkpoint)")
-        return tokenizer
-    return tokenizer if vocabulary is None else CompactTokenizer(tokenizer, vocabulary)
+from slm_helpers.checkpoint import load_model  # noqa: F401 - the weights and tokenizer that generation starts from
+from slm_helpers.errors import CheckpointError, SlmError, TokenizerError, check_int, check_number  # noqa: F401 - CheckpointError: load_model raises it
+from slm_helpers.model import GPT, KVCache
+from slm_helpers.tokenizer import Tokenizer
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 1) -> None:
     """Clear errors for settings that make no sense. Infinite temperature is refused too: it
     would make every token equally likely, silently undoing top-k."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a whole number >= 1, not {max_new_tokens!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy, 1 = the model's own odds), "
-                         f"not {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a whole number >= 1 (or None for no limit), not {top_k!r}")
+    check_int("max_new_tokens", max_new_tokens)
+    check_number("temperature", temperature, hint=" (0 = greedy, 1 = the model's own odds)")
+    if top_k is not None:
+        check_int("top_k", top_k, alternative=" (or None for no limit)")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), not {top_p!r}: it keeps the most likely "
+        raise SlmError(f"top_p must be in (0, 1] (or None for no limit), not {top_p!r}: it keeps the most likely "
                          "tokens until their probabilities add up to top_p")
 
 
@@ -127,6 +47,10 @@ def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_
     """Probabilities of the next token from a ``(vocab_size,)`` row of logits after temperature,
     top-k and top-p. Temperature 0 puts all probability on the argmax."""
     check_sampling(temperature, top_k, top_p)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 1 or not logits.numel():
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise SlmError(f"logits must be one row of scores, shape (vocab_size,), not {shape}: for a batch, take one "
+                         "row (logits[0, -1] is the last position of the first sequence)")
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).to(torch.float32)
     logits = logits.float() / temperature
@@ -150,7 +74,8 @@ def prepare_prompt(prompt_ids: list[int], block_size: int, eot_token: int, log=p
     if not prompt_ids:
         return [eot_token]
     if len(prompt_ids) > block_size:
-        log(f"(the prompt has {len(prompt_ids)} tokens, more than the context of {block_size}: keeping its last {block_size})")
+        log(f"(the prompt has {len(prompt_ids)} tokens, more than the context of {block_size}: keeping its last "
+            f"{block_size})")
         return prompt_ids[-block_size:]
     return list(prompt_ids)
 
@@ -164,10 +89,14 @@ def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, tempera
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     block_size, vocab_size = model.config.block_size, model.config.vocab_size
     if not 0 < len(prompt_ids) <= block_size:
-        raise ValueError(f"the prompt must hold 1 to {block_size} tokens, not {len(prompt_ids)}: use prepare_prompt")
-    bad = [i for i in prompt_ids if not isinstance(i, int) or not 0 <= i < vocab_size]
+        raise SlmError(f"the prompt must hold 1 to {block_size} tokens, not {len(prompt_ids)}: use prepare_prompt")
+    made_by = getattr(prompt_ids, "tokenizer", None)  # ids from a Tokenizer remember which one made them
+    if made_by is not None and made_by != model.config.tokenizer:
+        raise TokenizerError(f"the prompt's ids were made by the tokenizer {made_by!r}, but the model reads "
+                             f"{model.config.tokenizer!r} ids: encode the prompt with the tokenizer load_model returns")
+    bad = [i for i in prompt_ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size]
     if bad:
-        raise ValueError(f"prompt id {bad[0]!r} is outside the model's vocabulary [0, {vocab_size})")
+        raise SlmError(f"prompt id {bad[0]!r} is outside the model's vocabulary [0, {vocab_size})")
     return _generate_ids(model, list(prompt_ids), max_new_tokens, temperature, top_k, top_p, seed, stop_token,
                          use_kv_cache)
 
@@ -201,15 +130,28 @@ def _generate_ids(model: GPT, ids: list[int], max_new_tokens: int, temperature: 
             return
 
 
-def stream_story(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
+def check_tokenizer(model: GPT, tokenizer) -> Tokenizer:
+    """``tokenizer``, if it speaks the ids ``model`` reads (the one :func:`load_model` returns
+    with it); any other is refused: the same id would mean another token."""
+    if not isinstance(tokenizer, Tokenizer):
+        raise TokenizerError(f"tokenizer must be the Tokenizer that load_model returns with the model (model, "
+                             f"tokenizer = load_model(path)), not {type(tokenizer).__name__}")
+    tokenizer.check_speaks(model.config.tokenizer, "the model")
+    return tokenizer
+
+
+def stream_story(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
                  top_k: int | None = 200, top_p: float | None = None, seed: int | None = None,
                  stop_at_eot: bool = True, use_kv_cache: bool = True, log=print) -> Iterator[str]:
     """Yield the continuation of ``prompt`` as text, piece by piece as tokens come (a token can
     end in the middle of a multi-byte character, so bytes are decoded incrementally). Bad
-    settings raise here, before anything is generated. A model trained on a compact vocabulary
-    reads and writes through it; prompt tokens outside it are said, and become ``<unk>``."""
-    tokenizer = matching_tokenizer(model, tokenizer)
-    if isinstance(tokenizer, CompactTokenizer) and (unknown := tokenizer.unknown_tokens(prompt)):
+    settings raise here, before anything is generated. ``tokenizer`` is the model's own (from
+    :func:`load_model`); with a compact vocabulary, prompt tokens outside it are said, and
+    become ``<unk>``."""
+    check_tokenizer(model, tokenizer)
+    if not isinstance(prompt, str):
+        raise SlmError(f"prompt must be text (a str), not {type(prompt).__name__}")
+    if unknown := tokenizer.unknown_tokens(prompt):
         log(f"({len(unknown)} prompt token(s) are not in the model's compact vocabulary and become <unk>: "
             f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''})")
     prompt_ids = prepare_prompt(tokenizer.encode_ordinary(prompt), model.config.block_size, tokenizer.eot_token, log)
@@ -234,35 +176,9 @@ def write_story(model: GPT, tokenizer, prompt: str, **settings) -> str:
     return prompt + "".join(stream_story(model, tokenizer, prompt, **settings))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from slm_helpers import cli
-    from slm_helpers.device import choose_device
-    from slm_helpers.tokenizer import get_tokenizer
+if __name__ == "__main__":  # python -m slm_helpers.generate: the command lives in slm_helpers.cli
+    import sys
 
-    parser = cli.ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
-    parser.add_argument("--checkpoint", required=True, help="best_model_params.pt or checkpoint.pt")
-    parser.add_argument("--prompt", default="", help="how the story begins (empty: the model starts a story itself)")
-    parser.add_argument("--max-new-tokens", type=cli.positive_int, default=200)
-    parser.add_argument("--temperature", type=cli.non_negative_float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=cli.positive_int, default=200)
-    parser.add_argument("--top-p", type=cli.probability, default=None)
-    parser.add_argument("--seed", type=int, default=None, help="the same seed writes the same story")
-    parser.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every token")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
-    args = parser.parse_args(argv)
-    device, _ = choose_device(args.device)  # a device this machine lacks is an error before any loading
-    model = load_model(args.checkpoint, device)
-    pieces = stream_story(model, get_tokenizer(), args.prompt, args.max_new_tokens, args.temperature, args.top_k,
-                          args.top_p, args.seed, use_kv_cache=not args.no_kv_cache,
-                          log=lambda message: print(message, file=sys.stderr))
-    print(args.prompt, end="", flush=True)
-    for piece in pieces:
-        print(piece, end="", flush=True)
-    print()
-    return 0
+    from slm_helpers.cli import generate_command
 
-
-if __name__ == "__main__":
-    from slm_helpers.cli import run
-
-    sys.exit(run(main))
+    sys.exit(generate_command())

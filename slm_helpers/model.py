@@ -12,11 +12,13 @@ showing that these classes give the same numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from slm_helpers.errors import SlmError, check_int
 
 
 @dataclass
@@ -31,24 +33,36 @@ class GPTConfig:
     dropout: float = 0.1
     bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2
     flash: bool = True  # False forces the manual attention path even where the fused one exists
+    tokenizer: str = "gpt2"  # whose ids the model reads: slm_helpers.tokenizer.Tokenizer.name
 
     def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number (int), not {type(value).__name__} {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, not {value}")
+            check_int(name, getattr(self, name))
         for name in ("bias", "flash"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), not {self.dropout!r}")
+                raise SlmError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if not isinstance(self.tokenizer, str) or not self.tokenizer:
+            raise SlmError(f"tokenizer must be a tokenizer's name such as 'gpt2', not {self.tokenizer!r}")
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise SlmError(f"dropout must be a number in [0, 1), not {self.dropout!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(
+            raise SlmError(
                 f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}: each head gets "
                 f"n_embd // n_head channels. Try n_head in {[h for h in range(1, 17) if self.n_embd % h == 0]}."
             )
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> GPTConfig:
+        """The configuration a file saved. A setting it lacks (saved before the setting existed)
+        takes its default; one this version does not know is a ``ValueError`` naming it."""
+        if not isinstance(saved, dict):
+            raise SlmError(f"a model configuration is a dict of settings, not {type(saved).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(saved) - known)
+        if unknown:
+            raise SlmError(f"unknown setting(s) {', '.join(unknown)}: it was written by a newer version")
+        return cls(**saved)
 
 
 def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
@@ -57,15 +71,16 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     where it is cheap; on a GPU it would stop the device twice per forward pass (the training
     loop checks the dataset once instead, and generation checks the prompt's ids)."""
     if not isinstance(idx, torch.Tensor):
-        raise ValueError(f"idx must be a tensor of token ids, not {type(idx).__name__}: use torch.tensor([ids])")
+        raise SlmError(f"idx must be a tensor of token ids, not {type(idx).__name__}: use torch.tensor([ids])")
     if idx.dim() != 2:
-        raise ValueError(f"idx must be 2-D, (batch, time), not of shape {tuple(idx.shape)}: "
-                         + ("add a batch dimension with idx[None]" if idx.dim() == 1 else "one row of ids per sequence"))
+        raise SlmError(f"idx must be 2-D, (batch, time), not of shape {tuple(idx.shape)}: "
+                       + ("add a batch dimension with idx[None]" if idx.dim() == 1 else "one row of ids per sequence"))
     if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-        raise ValueError(f"idx must hold integer token ids (torch.long), not {idx.dtype}: use idx.long() on whole numbers")
+        raise SlmError(f"idx must hold integer token ids (torch.long), not {idx.dtype}: use idx.long() on whole "
+                       "numbers")
     if idx.device.type == "cpu" and idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
         bad = int(idx.max()) if idx.max() >= vocab_size else int(idx.min())
-        raise ValueError(f"Token id {bad} is outside the vocabulary [0, {vocab_size}).")
+        raise SlmError(f"Token id {bad} is outside the vocabulary [0, {vocab_size}).")
 
 
 class LayerKVCache:
@@ -117,7 +132,7 @@ class CausalSelfAttention(nn.Module):
         causal = True
         if cache is not None:
             if T > 1 and cache.k is not None:
-                raise ValueError("With a KV cache, feed the whole prompt first, then one token at a time.")
+                raise SlmError("With a KV cache, feed the whole prompt first, then one token at a time.")
             k, v = cache.append(k, v)
             causal = T > 1  # one new token may look at every cached position: no mask needed
         if self.flash:
@@ -169,7 +184,6 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.vocabulary = None  # a compact vocabulary (slm_helpers.vocab) when trained on one; None: GPT-2's ids
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
             wpe=nn.Embedding(config.block_size, config.n_embd),  # position embedding
@@ -213,7 +227,7 @@ class GPT(nn.Module):
         B, T = idx.size()
         start = len(cache) if cache is not None else 0
         if start + T > self.config.block_size:
-            raise ValueError(
+            raise SlmError(
                 f"Sequence of length {start + T} is longer than block_size={self.config.block_size}: the model has "
                 f"position embeddings for {self.config.block_size} positions only. Keep the last "
                 f"{self.config.block_size} tokens (idx[:, -block_size:])."
@@ -230,7 +244,7 @@ class GPT(nn.Module):
         shape ``(1, T)``: ``(n_head, T, T)``, row i the query position (for pictures; the
         forward pass never forms them on the fused path)."""
         if not 0 <= layer < self.config.n_layer:
-            raise ValueError(f"layer must be in [0, {self.config.n_layer}), not {layer}")
+            raise SlmError(f"layer must be in [0, {self.config.n_layer}), not {layer}")
         check_token_ids(idx, self.config.vocab_size)
         T = idx.size(1)
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
@@ -256,6 +270,34 @@ class GPT(nn.Module):
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
+
+
+PARTS = ("embeddings", "attention", "MLP", "output head + loss", "optimizer")
+
+
+def flops_per_token(config: GPTConfig) -> dict[str, float]:
+    """Training FLOPs per token of each part of the model: forward (2 per multiply-add) plus
+    backward (twice the forward), so 6 x the weights a token meets, plus attention's scores.
+
+    * attention, per layer: q, k, v and the output projection, ``4 n_embd^2`` weights, and
+      the scores and weighted sum, ``2 x block_size x n_embd`` multiply-adds;
+    * MLP, per layer: ``8 n_embd^2`` weights (up 4x, down again);
+    * output head: ``vocab_size x n_embd`` weights, at every position;
+    * embeddings and the optimizer: lookups and per-parameter updates, ~0 per token.
+
+    Their sum is the training estimates' FLOPs per token (:mod:`slm_helpers.plan`), notebook
+    07's breakdown and the benchmarks'.
+    """
+    if not isinstance(config, GPTConfig):
+        raise SlmError(f"flops_per_token takes a model configuration (preset.model), not {type(config).__name__}")
+    C, L, T, V = config.n_embd, config.n_layer, config.block_size, config.vocab_size
+    return {
+        "embeddings": 0.0,
+        "attention": 6.0 * L * (4 * C * C + 2 * T * C),
+        "MLP": 6.0 * L * 8 * C * C,
+        "output head + loss": 6.0 * V * C,
+        "optimizer": 0.0,
+    }
 
 
 # Linear layers that GPT-2's checkpoints store as Conv1D, i.e. with the weight transposed.

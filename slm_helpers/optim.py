@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from slm_helpers.device import DEVICE_PATTERN, DTYPES
+from slm_helpers.errors import SlmError, check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -38,32 +39,29 @@ class TrainConfig:
     dtype: str = "auto"  # "auto", "bfloat16", "float16", "float32"
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches", "warmup_steps",
-                     "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number (int), not {type(value).__name__} {value!r}")
-            if value < (0 if name in ("warmup_steps", "seed") else 1):
-                raise ValueError(f"{name} must be >= {0 if name in ('warmup_steps', 'seed') else 1}, not {value}")
+        for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches"):
+            check_int(name, getattr(self, name))
+        for name in ("warmup_steps", "seed"):
+            check_int(name, getattr(self, name), minimum=0)
         for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+            check_number(name, getattr(self, name))
         if self.learning_rate == 0 or self.eps == 0:
-            raise ValueError(f"learning_rate and eps must be > 0, not {self.learning_rate} and {self.eps}")
-        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), not {self.betas!r}")
+            raise SlmError(f"learning_rate and eps must be > 0, not {self.learning_rate} and {self.eps}")
+        betas = self.betas
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise SlmError(f"betas must be two numbers in [0, 1), such as (0.9, 0.95), not {betas!r}")
         if not self.warmup_steps < self.max_steps:
-            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}), not {self.warmup_steps}")
+            raise SlmError(f"warmup_steps must be in [0, max_steps={self.max_steps}), not {self.warmup_steps}")
         if not self.min_lr < self.learning_rate:
-            raise ValueError(
+            raise SlmError(
                 f"min_lr={self.min_lr} must be below learning_rate={self.learning_rate}: a floor above the peak makes "
                 "the cosine 'decay' raise the learning rate (the original run's bug 1). Try learning_rate / 10."
             )
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r}")
+            raise SlmError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r}")
         if self.dtype != "auto" and self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {self.dtype!r}")
+            raise SlmError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {self.dtype!r}")
 
     def tokens_per_step(self, block_size: int, world_size: int = 1) -> int:
         return self.batch_size * block_size * self.grad_accum_steps * world_size
@@ -88,7 +86,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
     cosine = CosineAnnealingLR(optimizer, T_max=config.max_steps - config.warmup_steps, eta_min=config.min_lr)
     if config.warmup_steps == 0:
         return cosine
-    warmup = LinearLR(optimizer, start_factor=1.0 / config.warmup_steps, end_factor=1.0, total_iters=config.warmup_steps)
+    warmup = LinearLR(optimizer, start_factor=1.0 / config.warmup_steps, end_factor=1.0,
+                      total_iters=config.warmup_steps)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[config.warmup_steps])
 
 

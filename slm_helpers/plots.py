@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
+
+from slm_helpers.errors import SlmError
+
+HISTORY_KEYS = ("step", "tokens", "lr", "train_loss", "val_loss")
+
+
+def check_history(history, needs: tuple[str, ...] = HISTORY_KEYS, who: str = "plot_history") -> list[dict]:
+    """``history`` if it is a run's list of evaluation records, each with the keys ``needs``."""
+    if not isinstance(history, list):
+        hint = (": load_history(path) reads a run's history" if isinstance(history, (str, Path))
+                else ": give the whole list" if isinstance(history, dict) else "")
+        raise SlmError(f"history must be a list of evaluation records (train(...).history or load_history(folder)), "
+                       f"not {type(history).__name__}{hint}")
+    if not history:
+        raise SlmError("the history is empty: train for at least one evaluation first")
+    for i, record in enumerate(history):
+        missing = [key for key in needs if not isinstance(record, dict) or key not in record]
+        if missing:
+            raise SlmError(f"record {i} of the history lacks {', '.join(missing)}: {who} draws records as train() "
+                           "writes them")
+    return history
 
 
 def best_record(history: list[dict]) -> dict:
     """The evaluation with the lowest validation loss: the weights in ``best_model_params.pt``."""
-    return min(history, key=lambda r: r["val_loss"])
+    return min(check_history(history, ("val_loss",), "best_record"), key=lambda r: r["val_loss"])
 
 
 def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: list[float] | None = None):
@@ -17,8 +39,7 @@ def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: lis
     learning rate on a second y axis (at every optimizer step if ``lr_per_step`` is given,
     e.g. ``learning_rates(config)``; else at the evaluations), and the best checkpoint
     marked. Validation is dashed with open markers, so both show where they overlap."""
-    if not history:
-        raise ValueError("The history is empty: train for at least one evaluation first.")
+    check_history(history)
     if ax is None:
         fig, ax = plt.subplots(figsize=(9, 4.5))
     fig = ax.figure
@@ -35,12 +56,14 @@ def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: lis
 
     tokens_per_step = history[-1]["tokens"] / history[-1]["step"] if history[-1]["step"] else 0
     if tokens_per_step:
-        top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step / 1e6, lambda t: t * 1e6 / tokens_per_step))
+        top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step / 1e6,
+                                                   lambda t: t * 1e6 / tokens_per_step))
         top.set_xlabel("tokens seen (millions)")
 
     lr_ax = ax.twinx()
     if lr_per_step is not None:
-        lr_ax.plot(range(len(lr_per_step)), lr_per_step, "-", color="tab:green", alpha=0.6, label="learning rate (every step)")
+        lr_ax.plot(range(len(lr_per_step)), lr_per_step, "-", color="tab:green", alpha=0.6,
+                   label="learning rate (every step)")
     else:
         lr_ax.plot(steps, [r["lr"] for r in history], ":", color="tab:green", label="learning rate (at evaluations)")
     lr_ax.set_ylabel("learning rate", color="tab:green")
@@ -57,7 +80,11 @@ def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: lis
 
 def perplexity(loss: float) -> float:
     """exp(loss): the number of equally likely tokens the model is, on average, choosing among."""
-    return math.exp(loss)
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        raise SlmError(f"a loss of {loss:g} nats per token has a perplexity beyond any float (exp({loss:g})): "
+                       "perplexity takes a per-token cross-entropy, e.g. 5.49") from None
 
 
 def show_tokens(tokenizer, text: str, width: float = 11.0, fontsize: int = 12):
@@ -70,7 +97,7 @@ def show_tokens(tokenizer, text: str, width: float = 11.0, fontsize: int = 12):
     fig = plt.figure(figsize=(width, 1))
     renderer = fig.canvas.get_renderer()
     x, y, line_height, positions = 0.0, 0.0, 0.0, []
-    for i, piece in enumerate(pieces):  # measure each box, wrap when the line is full
+    for piece in pieces:  # measure each box, wrap when the line is full
         probe = fig.text(0, 0, piece, fontsize=fontsize, family="monospace")
         box = probe.get_window_extent(renderer)
         probe.remove()
@@ -129,7 +156,8 @@ def trace_shapes(model, idx) -> list[tuple[str, tuple[int, ...]]]:
     stages = [("token ids", idx)]
     t, block = model.transformer, model.transformer.h[0]
     names = [(t.wte, "wte: token embedding"), (t.wpe, "wpe: position embedding"), (block.ln_1, "ln_1"),
-             (block.attn.c_attn, "attn.c_attn: q, k, v"), (block.attn, "attn: heads side by side, c_proj"), (block.ln_2, "ln_2"),
+             (block.attn.c_attn, "attn.c_attn: q, k, v"), (block.attn, "attn: heads side by side, c_proj"),
+             (block.ln_2, "ln_2"),
              (block.mlp.c_fc, "mlp.c_fc: widen 4x"), (block.mlp, "mlp: GELU, c_proj back to C"), (t.ln_f, "ln_f"),
              (model.lm_head, "lm_head: logits")]
     hooks = [module.register_forward_hook(lambda m, i, out, name=name: stages.append((name, out)))
@@ -162,8 +190,8 @@ def draw_architecture(model, batch: int = 2, T: int = 8):
         ax.text(0.92, y, str(shape), va="center", ha="right", fontsize=11, family="monospace")
         if i:
             ax.annotate("", xy=(0.5, y + 0.38), xytext=(0.5, y + 0.62), arrowprops=dict(arrowstyle="->"))
-    first_block = [i for i, (name, _) in enumerate(shapes) if name == "ln_1"][0]
-    last_block = [i for i, (name, _) in enumerate(shapes) if name.startswith("mlp:")][0]
+    first_block = next(i for i, (name, _) in enumerate(shapes) if name == "ln_1")
+    last_block = next(i for i, (name, _) in enumerate(shapes) if name.startswith("mlp:"))
     ax.add_patch(plt.Rectangle((0.02, n - last_block - 0.5), 0.96, last_block - first_block + 1, fill=False,
                                linestyle="--", edgecolor="tab:blue"))
     ax.text(0.99, n - first_block + 0.55, f"x {c.n_layer} blocks; each adds attn's and mlp's outputs to its input "

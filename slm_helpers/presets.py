@@ -16,11 +16,10 @@ otherwise.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from slm_helpers.data import DatasetInfo, HubUnreachable, ensure_dataset
+from slm_helpers.errors import SlmError
 from slm_helpers.model import GPTConfig
 from slm_helpers.optim import TrainConfig
 
@@ -42,6 +41,8 @@ class Preset:
     description: str
     data_source: str  # "synthetic", "tinystories" or a local path
     data_options: dict = field(default_factory=dict)  # empty: the whole source
+    vocab: str = "full"  # "full": GPT-2's 50,257 ids; "compact": the ids the stories use (slm_helpers.vocab)
+    vocab_size: int | None = None  # compact: keep this many ids (None: every id the training split uses)
     model: GPTConfig = field(default_factory=GPTConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     # Used, saying so in one line, when data_source is the hub and the hub cannot be reached.
@@ -57,34 +58,14 @@ class Preset:
 
     @property
     def data_dir(self) -> Path:
-        """Where this preset's own dataset lives (see :meth:`prepare_data` for the fallback's)."""
+        """Where this preset's own dataset lives (:func:`slm_helpers.data.preset_dataset`
+        prepares it, or the fallback's, when missing)."""
         return self.data_dir_for(self.data_source, self.data_options)
 
     @property
     def out_dir(self) -> Path:
         """Where training writes weights, checkpoint and history (``$SLM_RUNS_DIR`` or ``runs/``)."""
         return Path(os.environ.get(RUNS_DIR_ENV) or project_root() / "runs") / self.name
-
-    def prepare_data(self, progress: bool = True, log: Callable[[str], None] = print) -> DatasetInfo:
-        """This preset's dataset: the one on disk if complete, else prepared now. When the hub
-        cannot be reached, a preset with a fallback says so in one line and uses it; one
-        without (``gpu``) raises :class:`~slm_helpers.data.HubUnreachable`, which says what
-        to do. The dataset's ``meta.json`` records the source it came from."""
-        try:
-            return ensure_dataset(self.data_dir, self.data_source, progress=progress, log=log, **self.data_options)
-        except HubUnreachable as error:
-            if self.fallback_source is None:
-                raise HubUnreachable(error.reason, (
-                    f"the {self.name} preset trains on all of TinyStories and has no substitute; without internet, "
-                    f"prepare TinyStories files you downloaded into its folder (python -m slm_helpers.data --source "
-                    f"PATH --out-dir {self.data_dir}), or train the cpu preset, which uses the built-in stories"
-                )) from None
-            fallback_dir = self.data_dir_for(self.fallback_source, self.fallback_options)
-            log(f"TinyStories is out of reach ({error.reason}): the {self.name} preset uses the built-in "
-                f"{self.fallback_source} stories instead, in {fallback_dir}. Online, it streams TinyStories itself; "
-                f"to choose, prepare a dataset into {self.data_dir} (python -m slm_helpers.data --out-dir ...)")
-            return ensure_dataset(fallback_dir, self.fallback_source, progress=progress, log=log,
-                                  **self.fallback_options)
 
 
 # The original's real compute: its "20,000 iterations" were micro-batches, i.e. 625 optimizer
@@ -166,8 +147,12 @@ def get_preset(name: str | None = None, **train_overrides) -> Preset:
     training settings changed, e.g. ``get_preset("cpu", max_steps=200)``."""
     name = name or default_preset_name()
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+        raise SlmError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     preset = PRESETS[name]
+    settings = [f.name for f in fields(TrainConfig)]
+    unknown = [key for key in train_overrides if key not in settings]
+    if unknown:
+        raise SlmError(f"{', '.join(unknown)} is not a training setting (TrainConfig): they are {', '.join(settings)}")
     if train_overrides:
         preset = replace(preset, train=replace(preset.train, **train_overrides))
     return preset

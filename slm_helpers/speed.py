@@ -4,7 +4,7 @@ The rule of the chapter: measure, explain, change one thing, measure again. Timi
 shared machine are noisy, so everything compared is timed in alternating rounds in one
 process (both sides see the same load) and the median round is kept.
 
-* :func:`flops_per_token`: the arithmetic, per part of the model;
+* :func:`~slm_helpers.model.flops_per_token`: the arithmetic, per part of the model;
 * :func:`time_pieces`: the same parts timed on their own (forward and backward);
 * :class:`TrainingStep`: one optimizer step exactly as :func:`slm_helpers.train.train` takes
   it, for any model size, vocabulary, precision, or with ``torch.compile``;
@@ -26,32 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from slm_helpers.device import autocast_context, keep_large_buffers_on_the_heap, make_grad_scaler
+from slm_helpers.errors import SlmError, check_int
+from slm_helpers.evaluate import batches_of, estimate_loss
 from slm_helpers.generate import generate_ids
-from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.model import GPT, PARTS, GPTConfig, flops_per_token  # noqa: F401 - counted beside the model
 from slm_helpers.optim import TrainConfig, make_optimizer, optimizer_step
-from slm_helpers.train import accumulate_gradients, estimate_loss
-
-PARTS = ("embeddings", "attention", "MLP", "output head + loss", "optimizer")
-
-
-def flops_per_token(config: GPTConfig) -> dict[str, float]:
-    """Training FLOPs per token of each part: forward (2 per multiply-add) plus backward
-    (twice the forward), so 6 x the weights a token meets, plus attention's scores.
-
-    * attention, per layer: q, k, v and the output projection, ``4 n_embd^2`` weights, and
-      the scores and weighted sum, ``2 x block_size x n_embd`` multiply-adds;
-    * MLP, per layer: ``8 n_embd^2`` weights (up 4x, down again);
-    * output head: ``vocab_size x n_embd`` weights, at every position;
-    * embeddings and the optimizer: lookups and per-parameter updates, ~0 per token.
-    """
-    C, L, T, V = config.n_embd, config.n_layer, config.block_size, config.vocab_size
-    return {
-        "embeddings": 0.0,
-        "attention": 6.0 * L * (4 * C * C + 2 * T * C),
-        "MLP": 6.0 * L * 8 * C * C,
-        "output head + loss": 6.0 * V * C,
-        "optimizer": 0.0,
-    }
+from slm_helpers.train import accumulate_gradients
 
 
 def _seconds_per_call(fn: Callable[[], object], calls: int) -> float:
@@ -65,6 +45,9 @@ def time_alternately(fns: dict[str, Callable[[], object]], rounds: int = 3, call
                      warmup: int = 1) -> dict[str, float]:
     """Seconds per call of each function: ``warmup`` calls each first, then ``rounds`` rounds
     that call each function ``calls`` times in turn; the median round of each is kept."""
+    check_int("rounds", rounds)
+    check_int("calls", calls)
+    check_int("warmup", warmup, 0)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -117,7 +100,8 @@ class TrainingStep:
                  dtype: torch.dtype = torch.float32, compile: bool = False, seed: int = 0):
         keep_large_buffers_on_the_heap()  # as train() does on a CPU
         torch.manual_seed(seed)
-        self.model_config, self.config, self.data_dir, self.dtype = model_config, train_config, data_dir, dtype
+        self.model_config, self.config, self.dtype = model_config, train_config, dtype
+        self.data = batches_of(data_dir)
         self.device = torch.device("cpu")
         self.model = GPT(model_config).train()
         self.optimizer = make_optimizer(self.model, train_config)
@@ -126,13 +110,13 @@ class TrainingStep:
         self.forward = torch.compile(self.model) if compile else self.model
 
     def __call__(self) -> float:
-        loss = accumulate_gradients(self.forward, self.data_dir, self.config, self.model_config.block_size,
+        loss = accumulate_gradients(self.forward, self.data, self.config, self.model_config.block_size,
                                     self.device, self.dtype, self.scaler, self.generator)
         optimizer_step(self.model, self.optimizer, self.scaler, self.config.grad_clip)
         return loss
 
     def validation_loss(self) -> float:
-        return estimate_loss(self.model, self.data_dir, self.config, self.model_config.block_size, self.device,
+        return estimate_loss(self.model, self.data, self.config, self.model_config.block_size, self.device,
                              self.dtype, seed=self.config.seed + 1)["validation"]
 
 
@@ -166,7 +150,7 @@ def generation_speeds(model: GPT, context: int, rounds: int = 3, prompt_tokens: 
     sequence is ``context`` tokens long, with the KV cache (``"cache"``) and without it
     (``"no cache"``), measured in alternating rounds."""
     if not prompt_tokens < context <= model.config.block_size:
-        raise ValueError(f"context must be in ({prompt_tokens}, {model.config.block_size}], not {context}")
+        raise SlmError(f"context must be in ({prompt_tokens}, {model.config.block_size}], not {context}")
     prompt = list(range(prompt_tokens))
     new = context - prompt_tokens
 
@@ -184,6 +168,8 @@ def positions_computed(context: int, use_kv_cache: bool, prompt_tokens: int = 4)
     """How many positions the model runs through to generate up to ``context`` tokens: with
     the cache, the prompt once and then one per new token; without it, the whole sequence
     again for every new token (about context^2 / 2)."""
+    if not context > prompt_tokens >= 1:
+        raise SlmError(f"context must be larger than prompt_tokens ({prompt_tokens}), not {context}")
     if use_kv_cache:
         return context - 1  # the prompt, then every new token but the last (it is only sampled)
     return sum(range(prompt_tokens, context))
@@ -192,6 +178,10 @@ def positions_computed(context: int, use_kv_cache: bool, prompt_tokens: int = 4)
 def autocast_matmul_seconds(dtype: torch.dtype, size: int = 512, calls: int = 20) -> float:
     """Seconds per ``size x size`` matrix product under CPU autocast in ``dtype``: the
     operation that decides whether bf16 is fast on this CPU."""
+    named = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    dtype = named.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dtype not in named.values():
+        raise SlmError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16 (or their names), not {dtype!r}")
     a, b = torch.randn(size, size), torch.randn(size, size)
 
     def matmul():

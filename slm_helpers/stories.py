@@ -19,6 +19,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from slm_helpers.errors import SlmError
+
 VALIDATION_SHARE = 20  # one story in 20 belongs to the validation split
 
 GIRLS = ["Lily", "Mia", "Sue", "Anna", "Lucy", "Zoe", "Emma", "Sara", "Amy", "Kitty", "Rose", "Jane", "Molly", "Daisy", "Ella"]
@@ -264,9 +266,9 @@ def is_validation_story(text: str) -> bool:
 def generate_stories(n_stories: int, split: str = "train", seed: int = 0) -> Iterator[str]:
     """Yield ``n_stories`` stories of ``split`` ("train" or "validation") for ``seed``."""
     if split not in ("train", "validation"):
-        raise ValueError(f"split must be 'train' or 'validation', not {split!r}")
+        raise SlmError(f"split must be 'train' or 'validation', not {split!r}")
     if n_stories < 0:
-        raise ValueError(f"n_stories must be >= 0, not {n_stories}")
+        raise SlmError(f"n_stories must be >= 0, not {n_stories}")
     want_validation = split == "validation"
     produced, index = 0, 0
     while produced < n_stories:

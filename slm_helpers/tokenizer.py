@@ -1,27 +1,40 @@
-"""The GPT-2 byte-pair tokenizer, online or offline.
+"""The tokenizer: GPT-2's byte-pair encoding, with all its ids or a compact vocabulary's.
 
 Every notebook uses OpenAI's GPT-2 encoding through tiktoken: 50,257 ids, with
-``<|endoftext|>`` = 50256 marking where one story ends and the next begins.
+``<|endoftext|>`` = 50256 marking where one story ends and the next begins. A dataset may
+renumber those ids to the few thousand its stories use (a compact vocabulary,
+:mod:`slm_helpers.vocab`); then its model reads and writes those ids instead.
+
+A :class:`Tokenizer` is one thing that travels: the dataset records it in ``meta.json``,
+training copies its record into the checkpoint and the weights file, and
+:func:`slm_helpers.checkpoint.load_model` returns it with the model. Its :attr:`name`
+(``"gpt2"``, or ``"gpt2-compact-643-1a2b3c4d5e6f"`` with the mapping's fingerprint) is what
+a model's configuration names, so ids of one tokenizer are never read by a model of another.
 
 ``tiktoken.get_encoding("gpt2")`` downloads its files on first use. Machines without
-internet (CI, an air-gapped lab) can point the environment variable
-``SLM_GPT2_TIKTOKEN`` at a local copy of the ranks file; the encoding built from it is
-identical, id for id.
+internet (CI, an air-gapped lab) can point the environment variable ``SLM_GPT2_TIKTOKEN``
+at a local copy of the ranks file; the encoding built from it is identical, id for id.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
+from slm_helpers.errors import TokenizerError
+from slm_helpers.vocab import CompactVocabulary, VocabularyError
+
 RANKS_FILE_ENV = "SLM_GPT2_TIKTOKEN"
+GPT2 = "gpt2"
 GPT2_N_VOCAB = 50257
 EOT_TOKEN_ID = 50256
+UNKNOWN_TEXT = "<unk>"
 
 HOW_TO_GET_RANKS = (
     f"online, unset {RANKS_FILE_ENV} and tiktoken downloads its files; offline, set {RANKS_FILE_ENV} to a GPT-2 ranks "
@@ -30,7 +43,7 @@ HOW_TO_GET_RANKS = (
 )
 
 
-class TokenizerUnavailableError(ValueError):
+class TokenizerUnavailableError(TokenizerError):
     """The GPT-2 encoding could neither be downloaded nor built from a local file."""
 
 
@@ -55,29 +68,139 @@ def gpt2_from_ranks_file(path: str | os.PathLike) -> tiktoken.Encoding:
             f"{RANKS_FILE_ENV} points at {path}, which holds {len(ranks)} ranks where GPT-2 has {EOT_TOKEN_ID}: "
             f"{HOW_TO_GET_RANKS}"
         )
-    return tiktoken.Encoding(
-        name="gpt2",
-        pat_str=r50k_pat_str,
-        mergeable_ranks=ranks,
-        special_tokens={ENDOFTEXT: EOT_TOKEN_ID},
-        explicit_n_vocab=GPT2_N_VOCAB,
-    )
+    return tiktoken.Encoding(name=GPT2, pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={ENDOFTEXT: EOT_TOKEN_ID}, explicit_n_vocab=GPT2_N_VOCAB)
 
 
-@functools.lru_cache(maxsize=None)
-def get_tokenizer() -> tiktoken.Encoding:
-    """Return the GPT-2 encoding (n_vocab 50257, ``<|endoftext|>`` = 50256).
+def _gpt2_encoding() -> tiktoken.Encoding:
+    ranks_file = os.environ.get(RANKS_FILE_ENV)
+    if ranks_file:
+        return gpt2_from_ranks_file(ranks_file)
+    try:
+        return tiktoken.get_encoding(GPT2)
+    except Exception as error:  # requests' ConnectionError, a blocked proxy, a bad cache...
+        raise TokenizerUnavailableError(
+            f"could not download the GPT-2 tokenizer files ({type(error).__name__}): {HOW_TO_GET_RANKS}"
+        ) from None
+
+
+class TokenIds(list):
+    """A list of token ids that remembers which tokenizer made them (``.tokenizer``, its name),
+    so generation can refuse ids of another vocabulary. Otherwise a plain list."""
+
+    def __init__(self, ids: Iterable[int], tokenizer: str):
+        super().__init__(ids)
+        self.tokenizer = tokenizer
+
+
+class Tokenizer:
+    """GPT-2's BPE speaking the ids a model reads: all 50,257 of GPT-2's, or those of a
+    compact ``vocabulary``. The methods are tiktoken's (``encode_ordinary``, ``decode``,
+    ``decode_single_token_bytes``, ``n_vocab``, ``eot_token``), so code works with either."""
+
+    def __init__(self, vocabulary: CompactVocabulary | None = None):
+        self.vocabulary = vocabulary
+        if vocabulary is None:
+            self.name, self.n_vocab, self.eot_token = GPT2, GPT2_N_VOCAB, EOT_TOKEN_ID
+        else:
+            if vocabulary.gpt2_vocab_size != GPT2_N_VOCAB:
+                raise VocabularyError(f"the mapping was made for a {vocabulary.gpt2_vocab_size:,}-id tokenizer, not "
+                                      f"GPT-2's {GPT2_N_VOCAB:,}")
+            self.name = f"{GPT2}-compact-{vocabulary.size}-{vocabulary.fingerprint}"
+            self.n_vocab = vocabulary.size
+            self.eot_token = int(vocabulary.to_compact([EOT_TOKEN_ID])[0])
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({self.name!r}, {self.n_vocab:,} ids)"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Tokenizer) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    @property
+    def encoding(self) -> tiktoken.Encoding:
+        """tiktoken's GPT-2 encoding underneath (loaded on first use)."""
+        return _cached_gpt2_encoding()
+
+    @property
+    def is_compact(self) -> bool:
+        return self.vocabulary is not None
+
+    def _from_gpt2(self, gpt2_ids) -> list[int]:
+        return list(gpt2_ids) if self.vocabulary is None else self.vocabulary.to_compact(gpt2_ids).tolist()
+
+    def encode_ordinary(self, text: str) -> TokenIds:
+        """The ids of ``text``; ``<|endoftext|>`` written in the text is ordinary text here."""
+        return TokenIds(self._from_gpt2(self.encoding.encode_ordinary(text)), self.name)
+
+    def encode(self, text: str, allowed_special="all") -> TokenIds:
+        """The ids of ``text``, where the special tokens in ``allowed_special`` are special."""
+        return TokenIds(self._from_gpt2(self.encoding.encode(text, allowed_special=allowed_special)), self.name)
+
+    def unknown_tokens(self, text: str) -> list[str]:
+        """The GPT-2 tokens of ``text`` that a compact vocabulary left out (none for GPT-2's own)."""
+        if self.vocabulary is None:
+            return []
+        ids = self.encoding.encode_ordinary(text)
+        unknown = self.vocabulary.to_compact(ids) == self.vocabulary.unknown_id
+        return [self.encoding.decode([i]) for i, u in zip(ids, unknown) if u]
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        if self.vocabulary is None:
+            return self.encoding.decode_single_token_bytes(token)
+        (gpt2_id,) = self.vocabulary.to_gpt2([token])
+        return UNKNOWN_TEXT.encode() if gpt2_id is None else self.encoding.decode_single_token_bytes(gpt2_id)
+
+    def decode(self, tokens: Iterable[int]) -> str:
+        return b"".join(self.decode_single_token_bytes(int(t)) for t in tokens).decode("utf-8", errors="replace")
+
+    def record(self) -> dict:
+        """What a dataset, checkpoint or weights file stores to rebuild this tokenizer."""
+        return {"name": self.name, "vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict()}
+
+    @classmethod
+    def from_record(cls, record, where: str) -> Tokenizer:
+        """The tokenizer :meth:`record` described; a record that does not rebuild the tokenizer
+        it names (a damaged or hand-edited mapping) is a :class:`TokenizerError`."""
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+            raise TokenizerError(f"{where} holds no tokenizer record (a name and a vocabulary): it was not written by "
+                                 "this version of slm_helpers")
+        if record["name"] == GPT2:
+            return get_tokenizer()
+        if not record["name"].startswith(f"{GPT2}-compact-") or not isinstance(record.get("vocabulary"), dict):
+            raise TokenizerError(f"{where} names the tokenizer {record['name']!r}, which this version does not know "
+                                 f"(it knows {GPT2!r} and {GPT2}'s compact vocabularies)")
+        tokenizer = cls(CompactVocabulary.from_dict(record["vocabulary"], f"the vocabulary in {where}"))
+        if tokenizer.name != record["name"]:
+            raise TokenizerError(f"{where} names the tokenizer {record['name']!r}, but its mapping is "
+                                 f"{tokenizer.name!r}: the file has been changed; write it again")
+        return tokenizer
+
+    def check_speaks(self, name: str, what: str) -> None:
+        """Refuse to pair this tokenizer with ``what`` (a model, a dataset) that reads the ids of
+        the tokenizer called ``name``: the same id would mean another token."""
+        if name != self.name:
+            raise TokenizerError(f"{what} reads the ids of the tokenizer {name!r}, but this tokenizer is "
+                                 f"{self.name!r}: use the tokenizer that load_model returns with the model")
+
+
+@functools.cache
+def _cached_gpt2_encoding() -> tiktoken.Encoding:
+    return _gpt2_encoding()
+
+
+def get_tokenizer() -> Tokenizer:
+    """GPT-2's tokenizer (n_vocab 50257, ``<|endoftext|>`` = 50256).
 
     Uses the ranks file named by ``SLM_GPT2_TIKTOKEN`` when that is set (no network),
     otherwise tiktoken's own download. Raises :class:`TokenizerUnavailableError` with a
     message that says what to do when neither works.
     """
-    ranks_file = os.environ.get(RANKS_FILE_ENV)
-    if ranks_file:
-        return gpt2_from_ranks_file(ranks_file)
-    try:
-        return tiktoken.get_encoding("gpt2")
-    except Exception as error:  # requests' ConnectionError, a blocked proxy, a bad cache...
-        raise TokenizerUnavailableError(
-            f"could not download the GPT-2 tokenizer files ({type(error).__name__}): {HOW_TO_GET_RANKS}"
-        ) from None
+    tokenizer = Tokenizer()
+    tokenizer.encoding  # noqa: B018 - load it now, so a missing tokenizer is an error here
+    return tokenizer
+
+
+get_tokenizer.cache_clear = _cached_gpt2_encoding.cache_clear  # tests switch the ranks file

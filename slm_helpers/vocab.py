@@ -1,38 +1,37 @@
-"""A compact vocabulary: GPT-2's tokenizer, with its ids renumbered to the ones a dataset uses.
+"""A compact vocabulary: GPT-2's ids renumbered to the ones a dataset's stories use.
 
 Why: a small model spends most of its compute in the output head, a ``vocab_size x n_embd``
 matrix applied at every position. TinyStories uses a small part of GPT-2's 50,257 tokens
 (the TinyStories paper trained on the 10K most frequent), and the built-in stories only a
-few hundred. Keeping only those ids shrinks the head, and the embedding, by the same factor;
-notebook 07 measures what that buys.
+few hundred. Keeping only those ids shrinks the head, and the embedding, by the same factor
+(notebooks 01 and 07).
 
 The text is still split by GPT-2's BPE; only the numbering changes. Compact id ``i`` stands
 for GPT-2 id ``gpt2_ids[i]``, most frequent first; the last id, :attr:`unknown_id`, stands
 for every GPT-2 id that was left out. ``<|endoftext|>`` is always kept. What is given up:
-text with left-out tokens comes back with ``<unk>`` in their place, and the model's ids are
-no longer GPT-2's, so its weights do not fit GPT-2 tools without this mapping.
+text with left-out tokens comes back with ``<unk>`` in their place.
 
-A compact dataset keeps its mapping in ``vocab.json`` next to ``meta.json``; training copies
-it into the checkpoint, and :func:`slm_helpers.generate.load_model` reads it back.
+A mapping is known by its :attr:`~CompactVocabulary.fingerprint`, a hash of its ids in
+order: the dataset, the checkpoint and the weights file record it, so two mappings of the
+same size (or one reordered by hand) are never taken for each other.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-VOCAB_FILE = "vocab.json"
-UNKNOWN_TEXT = "<unk>"
+from slm_helpers.errors import TokenizerError
+
 MAX_IDS = int(np.iinfo(np.uint16).max) + 1  # the bins store uint16
+REDO = "prepare the dataset again with --overwrite"
 
 
-class VocabularyError(ValueError):
+class VocabularyError(TokenizerError):
     """A compact vocabulary that cannot be built, read or used; the message says what to do."""
 
 
@@ -48,7 +47,7 @@ class CompactVocabulary:
         ids = self.gpt2_ids
         if len(set(ids)) != len(ids) or any(not 0 <= i < self.gpt2_vocab_size for i in ids):
             raise VocabularyError(f"a compact vocabulary needs distinct GPT-2 ids in [0, {self.gpt2_vocab_size}): "
-                                  "the mapping is damaged; prepare the dataset again with --overwrite")
+                                  f"the mapping is damaged; {REDO}")
 
     @property
     def size(self) -> int:
@@ -58,6 +57,12 @@ class CompactVocabulary:
     @property
     def unknown_id(self) -> int:
         return len(self.gpt2_ids)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """12 hex digits of a SHA-256 of the ids in order: equal only for the same mapping."""
+        text = f"{self.gpt2_vocab_size}:" + ",".join(map(str, self.gpt2_ids))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @functools.cached_property
     def _to_compact(self) -> np.ndarray:
@@ -74,18 +79,25 @@ class CompactVocabulary:
         return [self.gpt2_ids[i] if i != self.unknown_id else None for i in compact_ids]
 
     def to_dict(self) -> dict:
-        return {"gpt2_ids": list(self.gpt2_ids), "gpt2_vocab_size": self.gpt2_vocab_size, "coverage": self.coverage}
+        return {"gpt2_ids": list(self.gpt2_ids), "gpt2_vocab_size": self.gpt2_vocab_size, "coverage": self.coverage,
+                "fingerprint": self.fingerprint}
 
     @classmethod
     def from_dict(cls, saved: dict, where: str = "the mapping") -> CompactVocabulary:
+        """The mapping ``to_dict`` wrote; a damaged one, or one whose ids no longer match its
+        fingerprint (reordered or edited by hand), is a :class:`VocabularyError`."""
         try:
-            return cls(tuple(int(i) for i in saved["gpt2_ids"]), int(saved["gpt2_vocab_size"]),
-                       dict(saved.get("coverage", {})))
-        except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, VocabularyError):
-                raise VocabularyError(f"{where}: {error}") from None
-            raise VocabularyError(f"{where} is not a compact vocabulary ({type(error).__name__}: {error}): prepare "
-                                  "the dataset again with --overwrite") from None
+            vocabulary = cls(tuple(int(i) for i in saved["gpt2_ids"]), int(saved["gpt2_vocab_size"]),
+                             dict(saved.get("coverage", {})))
+        except VocabularyError as error:
+            raise VocabularyError(f"{where}: {error}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise VocabularyError(f"{where} is not a compact vocabulary ({type(error).__name__}: {error}): "
+                                  f"{REDO}") from None
+        if saved.get("fingerprint", vocabulary.fingerprint) != vocabulary.fingerprint:
+            raise VocabularyError(f"{where} has been changed since it was made (its ids no longer match its "
+                                  f"fingerprint {saved['fingerprint']}): the ids would mean other tokens; {REDO}")
+        return vocabulary
 
 
 def build_vocabulary(train_counts: np.ndarray, eot_token: int, vocab_size: int | None = None) -> CompactVocabulary:
@@ -115,59 +127,3 @@ def with_coverage(vocabulary: CompactVocabulary, counts: dict[str, np.ndarray]) 
     kept = list(vocabulary.gpt2_ids)
     coverage = {split: float(c[kept].sum() / max(int(c.sum()), 1)) for split, c in counts.items()}
     return CompactVocabulary(vocabulary.gpt2_ids, vocabulary.gpt2_vocab_size, coverage)
-
-
-def save_vocabulary(vocabulary: CompactVocabulary, data_dir: str | os.PathLike) -> None:
-    path = Path(data_dir) / VOCAB_FILE
-    path.with_name(VOCAB_FILE + ".tmp").write_text(json.dumps(vocabulary.to_dict()))
-    os.replace(path.with_name(VOCAB_FILE + ".tmp"), path)
-
-
-def load_vocabulary(data_dir: str | os.PathLike) -> CompactVocabulary:
-    path = Path(data_dir) / VOCAB_FILE
-    if not path.is_file():
-        raise VocabularyError(f"{path} is missing, though meta.json says the dataset has a compact vocabulary: "
-                              "prepare the dataset again with --overwrite")
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise VocabularyError(f"{path} is not valid JSON ({error}): prepare the dataset again with --overwrite") from None
-    return CompactVocabulary.from_dict(saved, str(path))
-
-
-class CompactTokenizer:
-    """GPT-2's tokenizer speaking a compact vocabulary's ids: ``encode_ordinary``, ``decode``,
-    ``decode_single_token_bytes``, ``eot_token`` and ``n_vocab`` as tiktoken's ``Encoding``
-    has them, so generation code works with either."""
-
-    def __init__(self, gpt2, vocabulary: CompactVocabulary):
-        if gpt2.n_vocab != vocabulary.gpt2_vocab_size:
-            raise VocabularyError(f"the mapping was made for a {vocabulary.gpt2_vocab_size:,}-id tokenizer, not "
-                                  f"{gpt2.name} with {gpt2.n_vocab:,}")
-        self.gpt2, self.vocabulary = gpt2, vocabulary
-        self.name = f"{gpt2.name}-compact-{vocabulary.size}"
-        self.n_vocab = vocabulary.size
-        self.eot_token = int(vocabulary.to_compact([gpt2.eot_token])[0])
-
-    def encode_ordinary(self, text: str) -> list[int]:
-        return self.vocabulary.to_compact(self.gpt2.encode_ordinary(text)).tolist()
-
-    def unknown_tokens(self, text: str) -> list[str]:
-        """The GPT-2 tokens of ``text`` that the compact vocabulary left out."""
-        ids = self.gpt2.encode_ordinary(text)
-        unknown = self.vocabulary.to_compact(ids) == self.vocabulary.unknown_id
-        return [self.gpt2.decode([i]) for i, u in zip(ids, unknown) if u]
-
-    def decode_single_token_bytes(self, token: int) -> bytes:
-        (gpt2_id,) = self.vocabulary.to_gpt2([token])
-        return UNKNOWN_TEXT.encode() if gpt2_id is None else self.gpt2.decode_single_token_bytes(gpt2_id)
-
-    def decode(self, tokens: Iterable[int]) -> str:
-        return b"".join(self.decode_single_token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
-
-
-def tokenizer_for(vocabulary: CompactVocabulary | None):
-    """The tokenizer that speaks a model's ids: GPT-2's own, or GPT-2's through ``vocabulary``."""
-    from slm_helpers.tokenizer import get_tokenizer
-
-    return get_tokenizer() if vocabulary is None else CompactTokenizer(get_tokenizer(), vocabulary)

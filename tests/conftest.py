@@ -37,7 +37,8 @@ def two_threads():
 def small_dataset(tmp_path_factory):
     """300 train / 40 validation synthetic stories, tokenized on one worker."""
     out = tmp_path_factory.mktemp("data") / "small"
-    return prepare_dataset("synthetic", out, train_stories=300, validation_stories=40, seed=7, num_workers=1, progress=False)
+    return prepare_dataset("synthetic", out, train_stories=300, validation_stories=40, seed=7, num_workers=1,
+                           progress=False)
 
 
 @pytest.fixture

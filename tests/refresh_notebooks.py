@@ -32,7 +32,10 @@ def setup_cell(repository: str = REPOSITORY) -> str:
     return f"""\
 # Setup. Locally: `pip install -r requirements.txt -e .` in the repository, once (README.md).
 # In Colab: this clones the series and installs it (about a minute); a fork: see README.md.
-import importlib.util, os, subprocess, sys
+import importlib.util
+import os
+import subprocess
+import sys
 
 REPO, CLONE = "{repository}", "{COLAB_CLONE}"
 if importlib.util.find_spec("slm_helpers") is None:

@@ -1,16 +1,18 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from slm_helpers import data
-from slm_helpers.data import DataError, get_batch, load_tokens, prepare_dataset, read_info
+from slm_helpers.data import DataError, TokenDataset, get_batch, load_tokens, prepare, prepare_dataset, read_info
 from slm_helpers.stories import generate_stories
 from slm_helpers.tokenizer import get_tokenizer
 
@@ -39,15 +41,16 @@ def test_token_counts_and_ids_match_a_direct_encode(small_dataset):
 
 
 def test_parallel_workers_write_the_same_bytes(small_dataset, tmp_path):
-    info = prepare_dataset("synthetic", tmp_path, train_stories=300, validation_stories=40, seed=7, num_workers=2, progress=False)
+    info = prepare_dataset("synthetic", tmp_path, train_stories=300, validation_stories=40, seed=7, num_workers=2,
+                           progress=False)
     for split in data.SPLITS:
         one_worker = os.path.join(small_dataset.path, f"{split}.bin")
-        assert (tmp_path / f"{split}.bin").read_bytes() == open(one_worker, "rb").read()
+        assert (tmp_path / f"{split}.bin").read_bytes() == Path(one_worker).read_bytes()
     assert info.splits == small_dataset.splits
 
 
 def test_meta_json_says_what_the_files_hold(small_dataset):
-    meta = json.loads(open(os.path.join(small_dataset.path, "meta.json")).read())
+    meta = json.loads((Path(small_dataset.path) / "meta.json").read_text())
     assert meta["source"] == "synthetic" and meta["tokenizer"] == "gpt2" and meta["dtype"] == "uint16"
     assert meta["n_vocab"] == 50257 and meta["eot_token"] == 50256
     assert meta["source_options"] == {"train_stories": 300, "validation_stories": 40, "seed": 7}
@@ -75,7 +78,8 @@ def test_a_different_dataset_in_the_folder_is_an_error_not_a_silent_reuse(tmp_pa
 def test_a_run_killed_half_way_leaves_nothing_that_looks_complete(tmp_path):
     script = (
         "from slm_helpers.data import prepare_dataset\n"
-        f"prepare_dataset('synthetic', {str(tmp_path)!r}, train_stories=2_000_000, validation_stories=10, num_workers=1, progress=False)\n"
+        f"prepare_dataset('synthetic', {str(tmp_path)!r}, train_stories=2_000_000, validation_stories=10, "
+        "num_workers=1, progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
@@ -129,7 +133,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, monkeypatch):
     class BigVocab:
         n_vocab = 100_000
 
-    monkeypatch.setattr(data, "get_tokenizer", lambda: BigVocab())
+    monkeypatch.setattr(prepare, "get_tokenizer", lambda: BigVocab())
     with pytest.raises(DataError, match="more than uint16 can hold"):
         prepare_dataset("synthetic", tmp_path / "d", train_stories=2, validation_stories=1)
 
@@ -179,7 +183,8 @@ def test_command_line_prepares_and_prints(tmp_path):
         capture_output=True, text=True, check=True,
     )
     assert "train.bin" in out.stdout and "40 stories" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "slm_helpers.data", "--source", "nope", "--out-dir", str(tmp_path / "x")],
+    bad = subprocess.run([sys.executable, "-m", "slm_helpers.data", "--source", "nope", "--out-dir",
+                          str(tmp_path / "x")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "Unknown source 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -188,9 +193,25 @@ def test_fast_chunk_encoding_equals_story_by_story_encode_ordinary():
     enc = get_tokenizer()
     stories = ["Hi there.", "  spaces  and\nnewlines\n", "emoji 🐸 and café", "x"]
     expected = _direct_tokens(stories)
-    np.testing.assert_array_equal(data._encode_stories(stories), expected)
+    np.testing.assert_array_equal(prepare._encode_stories(stories), expected)
     # A story that contains the marker as text: it must stay ordinary text, not become id 50256.
     tricky = ["before <|endoftext|> after", "next"]
-    ids = data._encode_stories(tricky)
+    ids = prepare._encode_stories(tricky)
     np.testing.assert_array_equal(ids, _direct_tokens(tricky))
     assert int((ids == enc.eot_token).sum()) == 2
+
+
+def test_a_dataset_of_an_older_version_gets_its_bytes_of_text_counted_once(small_dataset, tmp_path):
+    old = Path(shutil.copytree(small_dataset.path, tmp_path / "old"))
+    meta = json.loads((old / "meta.json").read_text())
+    for split in meta["splits"].values():
+        del split["bytes"]
+    meta["format_version"] = 1  # as the version before bits per byte wrote it
+    (old / "meta.json").write_text(json.dumps(meta))
+    said = []
+    info = TokenDataset.open(old, log=said.append).info
+    assert info.splits == small_dataset.splits  # the bytes counted from the tokens are those counted from the text
+    assert len(said) == 1 and "counted and recorded in its meta.json" in said[0]
+    assert read_info(old).format_version == 2
+    TokenDataset.open(old, log=said.append)
+    assert len(said) == 1  # once

@@ -63,7 +63,8 @@ def test_the_worked_solution_is_correct_and_a_wrong_answer_is_not(exercise, func
 
 def test_an_unanswered_exercise_points_at_its_solution(capsys):
     assert check("03.2", None, vocab_size=50257) is False
-    assert capsys.readouterr().out == "exercise 03.2: not answered yet (a worked solution: notebooks/solutions/03_gpt_model.py)\n"
+    assert capsys.readouterr().out == ("exercise 03.2: not answered yet (a worked solution: "
+                                       "notebooks/solutions/03_gpt_model.py)\n")
     with pytest.raises(ValueError, match="no exercise '09.1'"):
         check("09.1", 1)
 

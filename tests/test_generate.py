@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from slm_helpers.generate import (
-    CheckpointError, generate_ids, load_model, next_token_distribution, prepare_prompt, stream_story, write_story,
+    CheckpointError,
+    generate_ids,
+    load_model,
+    next_token_distribution,
+    prepare_prompt,
+    stream_story,
+    write_story,
 )
 from slm_helpers.model import GPT, GPTConfig, KVCache
 
@@ -120,15 +126,15 @@ def test_stream_pieces_add_up_to_the_decoded_tokens(model):
 
 
 def test_loading_weights_and_checkpoints(model, saved, tmp_path):
-    loaded = load_model(saved)
-    assert not loaded.training and loaded.config == CONFIG
+    loaded, tokenizer = load_model(saved)
+    assert not loaded.training and loaded.config == CONFIG and tokenizer.name == "gpt2"
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
     bare = tmp_path / "bare.pt"
     torch.save(model.state_dict(), bare)
     with pytest.raises(CheckpointError, match="without a model configuration"):
         load_model(bare)
-    assert load_model(bare, config=CONFIG).config == CONFIG
+    assert load_model(bare, config=CONFIG)[0].config == CONFIG
 
 
 def test_missing_and_corrupt_files_say_what_makes_them(tmp_path):
@@ -146,8 +152,9 @@ def test_command_line_prints_a_story(saved):
                           "Once upon a time", "--max-new-tokens", "8", "--seed", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Once upon a time") and len(out.stdout) > len("Once upon a time\n")
-    greedy = [subprocess.run([sys.executable, "-m", "slm_helpers.generate", "--checkpoint", str(saved), "--prompt", "Hi",
-                              "--max-new-tokens", "20", "--temperature", "0", *flag], capture_output=True, text=True).stdout
+    greedy = [subprocess.run([sys.executable, "-m", "slm_helpers.generate", "--checkpoint", str(saved), "--prompt",
+                              "Hi", "--max-new-tokens", "20", "--temperature", "0", *flag],
+                             capture_output=True, text=True).stdout
               for flag in ([], ["--no-kv-cache"])]
     assert greedy[0] == greedy[1]
     bad = subprocess.run([sys.executable, "-m", "slm_helpers.generate", "--checkpoint", "missing.pt"],

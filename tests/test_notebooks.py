@@ -20,7 +20,8 @@ def cells(path: Path) -> list[dict]:
 
 
 def text_of(cell: dict) -> str:
-    return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in cell["outputs"])
+    return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                   for o in cell["outputs"])
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])

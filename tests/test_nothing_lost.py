@@ -11,9 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from slm_helpers.checkpoint import load_history
-from slm_helpers.data import _preparation_lock, prepare_dataset, read_info, verify_dataset
+from slm_helpers.checkpoint import load_checkpoint, load_history
+from slm_helpers.data import TokenDataset, prepare_dataset, read_info
+from slm_helpers.data.prepare import INTERRUPTED, LOCK_FILE
+from slm_helpers.errors import CheckpointError, DataError
+from slm_helpers.folders import hold
 
 from conftest import requires_tokenizer
 
@@ -29,7 +33,8 @@ def _interruptible() -> None:
 
 def start(module: str, *args, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", module, "--no-progress", *map(str, args)], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", module, "--no-progress", *map(str, args)],
+                            env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=_interruptible, **kwargs)
 
@@ -75,7 +80,7 @@ def test_ctrl_c_during_preparation_exits_130_and_keeps_the_earlier_dataset(tmp_p
     assert len(lines) == 1 and lines[0].startswith("interrupted: the new tokens were only in *.bin.tmp files"), err
     assert "Traceback" not in err + out_text
     assert contents(out, DATASET_FILES) == before  # the earlier dataset is untouched...
-    assert verify_dataset(read_info(out)) == earlier  # ...and still complete
+    assert TokenDataset.open(out).info == earlier  # ...and still complete
     assert (out / "train.bin.tmp").exists()  # the partial new tokens are left as they were, under a .tmp name
 
 
@@ -95,7 +100,7 @@ def test_a_second_preparation_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "data"
     prepare_dataset("synthetic", out, train_stories=50, validation_stories=5, num_workers=1, progress=False)
     before = contents(out, DATASET_FILES)
-    with _preparation_lock(out):  # this process is "the first preparation"
+    with hold(out, LOCK_FILE, "being prepared", DataError):  # this process is "the first preparation"
         proc = subprocess.run([sys.executable, "-m", "slm_helpers.data", "--no-progress", "--source", "synthetic",
                                "--train-stories", "60", "--overwrite", "--out-dir", str(out)],
                               capture_output=True, text=True, timeout=120)
@@ -140,10 +145,142 @@ def test_a_txt_without_separators_is_read_one_story_per_line(tmp_path):
 @pytest.mark.parametrize("text", ["One story.<|endoftext|>Another story.<|endoftext|>",
                                   "A story\nthat spans two lines.<|endoftext|>Another one.<|endoftext|>"])
 def test_a_txt_with_separators_keeps_multi_line_stories_whole(tmp_path, text):
-    from slm_helpers.data import _read_local_file
+    from slm_helpers.data.sources import _read_local_file
 
     source = tmp_path / "stories.txt"
     source.write_text(text)
     notices = []
     stories = [s for s in _read_local_file(source, notices.append) if s]
     assert stories == [s.strip() for s in text.split("<|endoftext|>") if s.strip()] and notices == []
+
+
+# ----------------------------------------------------------------------------- one folder, one process
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_untouched(small_dataset, tmp_path):
+    args = ["--preset", "ci", "--max-iters", 30, "--data-dir", small_dataset.path]
+    reference = start("slm_helpers.train", *args, "--out-dir", tmp_path / "reference")
+    first = start("slm_helpers.train", *args, "--out-dir", tmp_path / "run")
+    wait_for(lambda: (tmp_path / "run" / "history.json").exists(), first, "the first run's first evaluation")
+    # A fresh run, a replacement and a resume, each while the first is writing: all refused, naming it.
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        second = subprocess.run([sys.executable, "-m", "slm_helpers.train", "--no-progress", *map(str, args),
+                                 "--out-dir", str(tmp_path / "run"), *extra],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1, (extra, second.stderr)
+        assert second.stderr == (f"error: {tmp_path / 'run'} is in use by a training run right now by process "
+                                 f"{first.pid}: wait for it to finish, or choose another folder\n"), extra
+    out, err = finish(first, 300)
+    assert first.returncode == 0 and "done: 30 steps" in out, err
+    finish(reference, 300)
+    assert load_history(tmp_path / "run") == load_history(tmp_path / "reference")  # untouched by the others
+    assert not (tmp_path / "run" / ".run.lock").exists()
+
+
+def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["--preset", "ci", "--max-iters", 30, "--data-dir", small_dataset.path, "--out-dir", out]
+    proc = start("slm_helpers.train", *args)
+    wait_for(lambda: (out / "history.json").exists() and json.loads((out / "history.json").read_text())[-1]["step"]
+             >= 10, proc, "step 10")
+    proc.send_signal(signal.SIGTERM)
+    out_text, err = finish(proc)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted at step ") and "Traceback" not in err + out_text
+    step = int(lines[0].split()[3].replace(",", ""))
+    assert step >= 10 and load_checkpoint(out / "checkpoint.pt")["step"] == step  # the steps since are kept
+    resumed = start("slm_helpers.train", *args, "--resume")
+    out_text, err = finish(resumed, 300)
+    assert resumed.returncode == 0 and "done: 30 steps" in out_text, err
+
+
+@pytest.mark.parametrize("to", ["the main process", "the whole group"])
+def test_sigterm_during_a_parallel_preparation_ends_quietly(tmp_path, to):
+    out = tmp_path / "data"
+    proc = start("slm_helpers.data", "--source", "synthetic", "--train-stories", 400_000, "--workers", 2,
+                 "--out-dir", out, start_new_session=True)
+    wait_for(lambda: (out / "train.bin.tmp").exists() and (out / "train.bin.tmp").stat().st_size > 0, proc,
+             "tokens were written")
+    if to == "the main process":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+    out_text, err = finish(proc)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == [INTERRUPTED] and out_text == ""  # no worker's BrokenPipeError
+    assert read_info(out) is None and not (out / ".prepare.lock").exists()
+
+
+# ----------------------------------------------------------------------------- damaged files have a way out
+
+
+def test_overwrite_replaces_a_damaged_dataset(tmp_path):
+    out = tmp_path / "data"
+    prepare_dataset("synthetic", out, train_stories=50, validation_stories=5, num_workers=1, progress=False)
+    (out / "meta.json").write_text('{"source": "synth')
+    args = [sys.executable, "-m", "slm_helpers.data", "--no-progress", "--source", "synthetic", "--train-stories", "50",
+            "--validation-stories", "5", "--out-dir", str(out)]
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "prepare it again with --overwrite" in refused.stderr
+    replaced = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert replaced.returncode == 0, replaced.stderr
+    assert TokenDataset.open(out).info.splits["train"].stories == 50
+
+
+def test_resume_writes_the_damaged_history_of_a_finished_run_again(small_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["--preset", "ci", "--max-iters", 4, "--data-dir", small_dataset.path, "--out-dir", out]
+    finish(start("slm_helpers.train", *args))
+    history = load_history(out)
+    (out / "history.json").write_text("[{")
+    with pytest.raises(CheckpointError, match="slm_helpers.train --resume with the same settings writes it again"):
+        load_history(out)
+    resumed = start("slm_helpers.train", *args, "--resume")
+    out_text, err = finish(resumed)
+    assert resumed.returncode == 0 and "already finished: 4 of 4 steps" in out_text, err
+    assert load_history(out) == history
+
+
+def test_a_failed_preparation_leaves_no_lock_and_no_partial_files(tmp_path):
+    source = tmp_path / "s.jsonl"
+    source.write_text("".join(f'{{"text": "Story {i}: Tom had a ball."}}\n' for i in range(3000)) + '{"text": 42}\n')
+    with pytest.raises(DataError, match="'text' must be a string"):
+        prepare_dataset(source, tmp_path / "data", num_workers=1, progress=False)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == []
+
+
+def test_a_disk_that_fills_up_during_a_save_is_one_clear_line(small_dataset, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # 30 MB: step 0's best weights and checkpoint (13 MB each: AdamW has no state yet) fit; at step 4 the new best
+    # weights, written beside the old ones until they are whole, do not.
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        proc = start("slm_helpers.train", "--preset", "ci", "--max-iters", 4, "--data-dir", small_dataset.path,
+                     "--out-dir", disk / "run")
+        out_text, err = finish(proc)
+        assert proc.returncode == 1 and "Traceback" not in err + out_text
+        assert err == (f"error: no space left on the device while writing {disk / 'run' / 'best_model_params.pt'}: "
+                       "free some space, then run the same command again\n")
+        files = sorted(p.name for p in (disk / "run").iterdir())
+        assert files == ["best_model_params.pt", "checkpoint.pt", "history.json"]  # no .tmp, no lock left
+        assert load_checkpoint(disk / "run" / "checkpoint.pt")["step"] == 0  # step 0's files, whole
+        assert torch.load(disk / "run" / "best_model_params.pt", weights_only=True)["step"] == 0
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@requires_tokenizer
+def test_a_closed_pipe_ends_the_story_quietly(small_dataset, tmp_path):
+    finish(start("slm_helpers.train", "--preset", "ci", "--max-iters", 2, "--data-dir", small_dataset.path,
+                 "--out-dir", tmp_path / "run"))
+    proc = subprocess.Popen([sys.executable, "-m", "slm_helpers.generate", "--checkpoint",
+                             str(tmp_path / "run" / "best_model_params.pt"), "--max-new-tokens", "2000",
+                             "--prompt", "Once upon a time"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(proc.stdout.read(20)) == 20
+    proc.stdout.close()  # as `| head -c 20` does
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert err == "" and proc.returncode == 141  # as cat: 128 + SIGPIPE

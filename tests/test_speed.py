@@ -9,12 +9,18 @@ import pytest
 import torch
 
 from slm_helpers.model import GPT
+from slm_helpers.plan import training_flops
 from slm_helpers.presets import get_preset
 from slm_helpers.speed import (
-    PARTS, TrainingStep, flops_per_token, generation_speeds, loss_against_time, positions_computed, time_alternately,
+    PARTS,
+    TrainingStep,
+    flops_per_token,
+    generation_speeds,
+    loss_against_time,
+    positions_computed,
+    time_alternately,
     time_pieces,
 )
-from slm_helpers.train import training_flops
 
 from conftest import requires_tokenizer
 

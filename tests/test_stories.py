@@ -25,7 +25,7 @@ def test_stories_are_varied_children_stories():
     openings = {s.split(".")[1] for s in stories}
     assert len(openings) > 500  # many different plots and characters, not one template
     lengths = [len(s.split()) for s in stories]
-    assert 40 < min(lengths) and max(lengths) < 400
+    assert min(lengths) > 40 and max(lengths) < 400
 
 
 def test_make_story_is_a_pure_function_of_seed_and_index():

@@ -17,8 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from slm_helpers import data
-from slm_helpers.data import TINYSTORIES, HubUnreachable, hub_unreachable_reason, load_tokens, prepare_dataset
+from slm_helpers.data import (
+    TINYSTORIES,
+    HubUnreachable,
+    hub_unreachable_reason,
+    load_tokens,
+    prepare_dataset,
+    preset_dataset,
+    sources,
+)
 from slm_helpers.presets import get_preset
 from slm_helpers.tokenizer import get_tokenizer
 
@@ -58,7 +65,8 @@ def hub(tmp_path, monkeypatch):
         return ds.map(count, fn_kwargs={"split": split}) if streaming else ds
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.setattr(data, "hub_unreachable_reason", lambda host=data.HUB_HOST: None)  # this machine is offline
+    # this machine is offline: the hub's name is served by the files above
+    monkeypatch.setattr(sources, "hub_unreachable_reason", lambda host=sources.HUB_HOST: None)
     monkeypatch.setenv("SLM_DATA_DIR", str(tmp_path / "data"))
     return served
 
@@ -74,7 +82,8 @@ def test_streamed_stories_become_exactly_tiktokens_and_only_those_are_read(hub, 
                            num_workers=workers, progress=False)
     assert hub.calls == [("train", True), ("validation", True)]  # streamed, one split each
     for split, n in [("train", 100), ("validation", 20)]:
-        np.testing.assert_array_equal(np.asarray(load_tokens(tmp_path / "out", split)), direct_tokens(hub.stories[split][:n]))
+        np.testing.assert_array_equal(np.asarray(load_tokens(tmp_path / "out", split)),
+                                      direct_tokens(hub.stories[split][:n]))
         assert info.splits[split].stories == n
     assert hub.read == {"train": 100, "validation": 20}  # not the whole split
     assert info.source == "tinystories" and info.source_options == dict(train_stories=100, validation_stories=20)
@@ -84,18 +93,20 @@ def test_whole_splits_are_read_map_style(hub, tmp_path):
     info = prepare_dataset("tinystories", tmp_path / "out", num_workers=1, progress=False)
     assert hub.calls == [("train", False), ("validation", False)]
     for split, n in N_STORIES.items():
-        np.testing.assert_array_equal(np.asarray(load_tokens(tmp_path / "out", split)), direct_tokens(hub.stories[split]))
+        np.testing.assert_array_equal(np.asarray(load_tokens(tmp_path / "out", split)),
+                                      direct_tokens(hub.stories[split]))
         assert info.splits[split].stories == n  # the hub's own splits, kept apart
 
 
 def test_cpu_preset_streams_tinystories_when_the_hub_answers(hub):
     cpu = get_preset("cpu")
     notices = []
-    info = cpu.prepare_data(progress=False, log=notices.append)
+    info = preset_dataset(cpu, progress=False, log=notices.append).info
     assert info.source == "tinystories" and info.path == str(cpu.data_dir) and cpu.data_dir.name == "tinystories-cpu"
     assert hub.read == N_STORIES  # it asks for the first 20,000 / 1,000; this small hub has fewer
     assert notices == [f"no dataset in {cpu.data_dir}: preparing it from 'tinystories'"]
-    assert cpu.prepare_data(progress=False, log=notices.append) == info and len(notices) == 1  # reused, silently
+    again = preset_dataset(cpu, progress=False, log=notices.append).info
+    assert again == info and len(notices) == 1  # reused, silently
 
 
 def test_unreachable_hub_cpu_says_so_in_one_line_and_uses_the_built_in_stories(hub, monkeypatch):
@@ -105,7 +116,7 @@ def test_unreachable_hub_cpu_says_so_in_one_line_and_uses_the_built_in_stories(h
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
     cpu = dataclasses.replace(get_preset("cpu"), fallback_options=dict(train_stories=60, validation_stories=10, seed=0))
     notices = []
-    info = cpu.prepare_data(progress=False, log=notices.append)
+    info = preset_dataset(cpu, progress=False, log=notices.append).info
     fallback_notices = [n for n in notices if "out of reach" in n]
     assert len(fallback_notices) == 1 and "\n" not in fallback_notices[0]
     assert fallback_notices[0].startswith("TinyStories is out of reach (ConnectionError: Couldn't reach 'roneneldan/"
@@ -113,13 +124,14 @@ def test_unreachable_hub_cpu_says_so_in_one_line_and_uses_the_built_in_stories(h
                                           "built-in synthetic stories instead")
     assert "to choose, prepare a dataset into" in fallback_notices[0]
     assert info.source == "synthetic" and info.path.endswith("synthetic-cpu")  # recorded in meta.json
-    with pytest.raises(HubUnreachable, match=r"could not load roneneldan/TinyStories from the Hugging Face hub "
-                                             r"\(ConnectionError: .*\): the gpu preset trains on all of TinyStories and "
-                                             r"has no substitute; without internet, prepare TinyStories files"):
-        get_preset("gpu").prepare_data(progress=False, log=notices.append)  # no silent substitute for the real run
+    refused = (r"could not load roneneldan/TinyStories from the Hugging Face hub \(ConnectionError: .*\): the gpu "
+               r"preset trains on all of TinyStories and has no substitute; without internet, prepare TinyStories")
+    with pytest.raises(HubUnreachable, match=refused):
+        preset_dataset(get_preset("gpu"), progress=False, log=notices.append)  # no silent substitute for the real run
 
 
-def test_the_reachability_check_answers_at_once():
+def test_the_reachability_check_answers_at_once(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # many offline machines set it; this test asks the network
     assert hub_unreachable_reason("no-such-host.invalid").startswith("no-such-host.invalid cannot be reached")
 
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from slm_helpers import train as train_module
+from slm_helpers.checkpoint import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, HISTORY_FILE, load_checkpoint, load_history
+from slm_helpers.data import TokenDataset
+from slm_helpers.device import choose_device, choose_dtype, make_grad_scaler
 from slm_helpers.model import GPT, GPTConfig
+from slm_helpers.optim import TrainConfig, learning_rates, make_optimizer, optimizer_step
 from slm_helpers.presets import PRESETS, get_preset
-from slm_helpers.train import (
-    BEST_WEIGHTS_FILE, CHECKPOINT_FILE, HISTORY_FILE, TrainConfig, TrainingDiverged, choose_device, choose_dtype,
-    learning_rates, load_checkpoint, load_history, make_grad_scaler, make_optimizer, optimizer_step, train,
-)
+from slm_helpers.train import TrainingDiverged, train
 
 from conftest import requires_tokenizer
 
@@ -72,7 +73,8 @@ def test_ci_preset_trains_on_the_cpu_in_fp32_whatever_the_machine(monkeypatch):
 def test_gpu_preset_is_the_original_model_and_compute_with_the_bugs_fixed():
     gpu = get_preset("gpu")
     t = gpu.train
-    assert (gpu.model.n_layer, gpu.model.n_head, gpu.model.n_embd, gpu.model.block_size, gpu.model.dropout) == (6, 6, 384, 128, 0.1)
+    model = gpu.model
+    assert (model.n_layer, model.n_head, model.n_embd, model.block_size, model.dropout) == (6, 6, 384, 128, 0.1)
     assert gpu.model.vocab_size == 50257 and gpu.data_source == "tinystories" and gpu.fallback_source is None
     assert (t.betas, t.eps, t.weight_decay, t.grad_clip) == ((0.9, 0.95), 1e-9, 0.1, 0.5)
     original_tokens = 625 * 32 * 32 * 128  # the original's 20,000 micro-batches were 625 optimizer steps
@@ -131,7 +133,8 @@ def test_dtype_is_chosen_per_device(monkeypatch):
         dtype, reason = choose_dtype(torch.device("cuda"))
         assert dtype == expected, capability
     assert "GradScaler" in reason
-    assert choose_dtype(torch.device("cpu"), "float16")[0] == torch.float16
+    with pytest.raises(ValueError, match="'float16' needs a GradScaler .* on cpu choose 'bfloat16' or 'float32'"):
+        choose_dtype(torch.device("cpu"), "float16")  # fp16 without a scaler: most gradients underflow to zero
     with pytest.raises(ValueError, match="dtype must be"):
         choose_dtype(torch.device("cpu"), "int8")
 
@@ -206,24 +209,25 @@ def test_stopped_and_resumed_run_has_exactly_the_uninterrupted_losses(small_data
     assert load_history(tmp_path / "resumed") == full
 
 
-# get_batch calls of the tiny run: eval at step 0 = calls 1-4, steps 1-4 = 5-12 (two micro-batches
+# batches drawn by the tiny run: eval at step 0 = calls 1-4, steps 1-4 = 5-12 (two micro-batches
 # each), eval at step 4 = 13-16, steps 5-8 = 17-24, eval at step 8 = 25-28, ...
 @requires_tokenizer
 @pytest.mark.parametrize("interrupt_at_call", [20, 25], ids=["second-micro-batch-of-step-6", "evaluation-at-step-8"])
-def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(small_dataset, tmp_path, monkeypatch, interrupt_at_call):
+def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(small_dataset, tmp_path, monkeypatch,
+                                                                    interrupt_at_call):
     full = run_tiny(small_dataset, tmp_path / "full").history
-    real_get_batch, calls = train_module.get_batch, {"n": 0}
+    real_batch, calls = TokenDataset.batch, {"n": 0}
 
-    def interrupting_get_batch(*args, **kwargs):
+    def interrupting_batch(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == interrupt_at_call:
             raise KeyboardInterrupt
-        return real_get_batch(*args, **kwargs)
+        return real_batch(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "get_batch", interrupting_get_batch)
+    monkeypatch.setattr(TokenDataset, "batch", interrupting_batch)
     result = run_tiny(small_dataset, tmp_path / "interrupted")
     assert result.interrupted and 0 < result.steps < 12
-    monkeypatch.setattr(train_module, "get_batch", real_get_batch)
+    monkeypatch.setattr(TokenDataset, "batch", real_batch)
     assert run_tiny(small_dataset, tmp_path / "interrupted", resume=True).history == full
 
 
@@ -293,8 +297,9 @@ def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses
 def test_cli_bad_preset_is_one_clear_line(tmp_path):
     proc = _cli(["--preset", "laptop", "--out-dir", str(tmp_path)])
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    assert "Unknown preset 'laptop'; choose one of: ci, cpu, gpu, gpu-long" in err and "Traceback" not in err
+    assert proc.returncode == 2  # a bad argument, as argparse's own
+    assert "argument --preset: 'laptop' is not a preset: choose one of ci, cpu, gpu, gpu-long" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @requires_tokenizer
@@ -390,3 +395,64 @@ def test_a_two_process_run_resumed_as_one_process(small_dataset, tmp_path):
 def test_one_concept_per_module_presets_do_not_import_the_loop():
     code = "import sys, slm_helpers.presets; print('slm_helpers.train' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- the redesign's promises
+
+_OPENED: list[str] = []
+_COUNTING: list[bool] = []
+
+
+def _count_meta_reads(event, args):
+    if _COUNTING and event == "open" and str(args[0]).endswith("meta.json"):
+        mode = args[1] if isinstance(args[1], str) else ""
+        if not mode or "r" in mode:  # reads only: writing meta.json.tmp is not reading it
+            _OPENED.append(str(args[0]))
+
+
+sys.addaudithook(_count_meta_reads)  # every open() of the process, including numpy's and pathlib's
+
+
+@requires_tokenizer
+@pytest.mark.parametrize("given", ["folder", "preset"])
+def test_a_run_reads_meta_json_once(small_dataset, tmp_path, monkeypatch, given):
+    if given == "preset":  # the preset's own dataset, already prepared: found, checked and opened once
+        monkeypatch.setenv("SLM_DATA_DIR", str(tmp_path / "data"))
+        preset = get_preset("ci", max_steps=6, warmup_steps=0, eval_interval=3)
+        shutil.copytree(small_dataset.path, preset.data_dir)
+        kwargs = dict(preset=preset)
+    else:
+        kwargs = dict(model_config=TINY_MODEL, train_config=tiny_train_config(max_steps=6, eval_interval=3),
+                      data_dir=small_dataset.path)
+    _OPENED.clear()
+    _COUNTING.append(True)
+    try:
+        result = train(**kwargs, out_dir=tmp_path / "run", progress=False, log=lambda *a: None)
+    finally:
+        _COUNTING.clear()
+    assert result.steps == 6 and len(result.history) == 3  # 6 steps, 2 x 2 micro-batches..., 3 evaluations
+    assert len(_OPENED) == 1, _OPENED
+
+
+@requires_tokenizer
+def test_a_checkpoint_without_a_newer_config_field_resumes_with_its_default(small_dataset, tmp_path):
+    full = run_tiny(small_dataset, tmp_path / "full").history
+    run_tiny(small_dataset, tmp_path / "old", stop_at_step=4)
+    path = tmp_path / "old" / CHECKPOINT_FILE
+    saved = torch.load(path, weights_only=True)
+    del saved["model_config"]["flash"], saved["model_config"]["tokenizer"]  # as written before these settings existed
+    torch.save(saved, path)
+    assert run_tiny(small_dataset, tmp_path / "old", resume=True).history == full
+
+
+@requires_tokenizer
+def test_a_changed_implementation_setting_does_not_block_a_resume(small_dataset, tmp_path):
+    """Only what must match is compared: the manual attention path computes the same model."""
+    logs = []
+    run_tiny(small_dataset, tmp_path, stop_at_step=4)
+    manual = GPTConfig(**{**TINY_MODEL.__dict__, "flash": False})
+    result = train(model_config=manual, train_config=tiny_train_config(), data_dir=small_dataset.path, out_dir=tmp_path,
+                   resume=True, progress=False, log=logs.append)
+    assert result.steps == 12
+    said = "resuming with other settings than the checkpoint's: flash True in the checkpoint, resumed with False"
+    assert said in logs

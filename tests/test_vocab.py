@@ -11,18 +11,21 @@ import pytest
 import torch
 
 from slm_helpers.checkpoint import BEST_WEIGHTS_FILE, CheckpointError
-from slm_helpers.data import DataError, load_tokens, prepare_dataset, read_info
-from slm_helpers.generate import load_model, matching_tokenizer, write_story
+from slm_helpers.data import VOCAB_FILE, DataError, TokenDataset, load_tokens, prepare_dataset, read_info
+from slm_helpers.errors import TokenizerError
+from slm_helpers.generate import check_tokenizer, load_model, write_story
 from slm_helpers.presets import get_preset
-from slm_helpers.tokenizer import get_tokenizer
+from slm_helpers.tokenizer import Tokenizer, get_tokenizer
 from slm_helpers.train import train
-from slm_helpers.vocab import (
-    VOCAB_FILE, CompactTokenizer, CompactVocabulary, VocabularyError, build_vocabulary, load_vocabulary,
-)
+from slm_helpers.vocab import CompactVocabulary, VocabularyError, build_vocabulary
 
 from conftest import requires_tokenizer
 
 pytestmark = requires_tokenizer
+
+
+def load_vocabulary(folder) -> CompactVocabulary:
+    return TokenDataset.open(folder).tokenizer.vocabulary
 STORIES = dict(train_stories=300, validation_stories=40, seed=7)
 
 
@@ -61,7 +64,7 @@ def test_compact_ids_map_back_to_exactly_the_gpt2_ids(small_dataset, compact):
 
 
 def test_text_round_trips_through_the_compact_tokenizer(compact, small_dataset):
-    tokenizer = CompactTokenizer(get_tokenizer(), load_vocabulary(compact.path))
+    tokenizer = Tokenizer(load_vocabulary(compact.path))
     text = tokenizer.decode(np.asarray(load_tokens(compact.path, "train"))[:2000].tolist())
     assert text == get_tokenizer().decode(np.asarray(load_tokens(small_dataset.path, "train"))[:2000].tolist())
     stories = text.split("<|endoftext|>")[:-1]  # the separator is a special token, not text to encode
@@ -93,50 +96,57 @@ def test_a_limited_vocabulary_records_its_coverage_and_marks_unknown_tokens(tmp_
     assert 0.5 < vocabulary.coverage["train"] < 1
     ids = np.asarray(load_tokens(info.path, "train"))
     assert ((ids == vocabulary.unknown_id) == ~kept).all()
-    tokenizer = CompactTokenizer(get_tokenizer(), vocabulary)
+    tokenizer = Tokenizer(vocabulary)
     assert "<unk>" in tokenizer.decode(ids[:300].tolist())
 
 
 def test_training_takes_vocab_size_from_the_dataset_and_generates_text(compact, compact_run):
     assert compact_run.steps == 6
-    model = load_model(compact_run.out_dir / BEST_WEIGHTS_FILE)
-    assert model.config.vocab_size == compact.n_vocab == model.vocabulary.size
+    model, tokenizer = load_model(compact_run.out_dir / BEST_WEIGHTS_FILE)
+    assert model.config.vocab_size == compact.n_vocab == tokenizer.vocabulary.size == tokenizer.n_vocab
+    assert model.config.tokenizer == tokenizer.name == compact.tokenizer
     assert model.transformer.wte.weight.shape[0] == compact.n_vocab
-    story = write_story(model, get_tokenizer(), "Once upon a time", max_new_tokens=30, temperature=0, top_k=None)
+    story = write_story(model, tokenizer, "Once upon a time", max_new_tokens=30, temperature=0, top_k=None)
     assert story.startswith("Once upon a time") and len(story) > len("Once upon a time") + 10
     assert all(record["sample"].startswith("Once upon a time") for record in compact_run.history)
     said = []
-    write_story(model, get_tokenizer(), "Once upon a time, Zyxwv", max_new_tokens=3, seed=0, log=said.append)
+    write_story(model, tokenizer, "Once upon a time, Zyxwv", max_new_tokens=3, seed=0, log=said.append)
     assert len(said) == 1 and "not in the model's compact vocabulary" in said[0] and "' Z'" in said[0]
 
 
 def test_a_mapping_that_does_not_fit_the_model_is_a_clear_error(compact_run, tmp_path):
     saved = torch.load(compact_run.out_dir / BEST_WEIGHTS_FILE, weights_only=True)
-    saved["vocabulary"]["gpt2_ids"] = saved["vocabulary"]["gpt2_ids"][:-5]
+    mapping = saved["tokenizer"]["vocabulary"]
+    del mapping["fingerprint"]  # as a mapping made by hand would be
+    mapping["gpt2_ids"] = mapping["gpt2_ids"][:-5]
+    saved["tokenizer"]["name"] = Tokenizer(CompactVocabulary.from_dict(mapping)).name
     torch.save(saved, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match=r"compact vocabulary of \d+ ids for a model of vocab_size \d+"):
         load_model(tmp_path / "w.pt")
-    saved["vocabulary"]["gpt2_ids"] = [1, 1, 2]
+    mapping["gpt2_ids"] = [1, 1, 2]
     torch.save(saved, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="distinct GPT-2 ids"):
         load_model(tmp_path / "w.pt")
 
 
 def test_another_vocabulary_s_tokenizer_is_refused(compact_run):
-    model = load_model(compact_run.out_dir / BEST_WEIGHTS_FILE)
-    other = CompactTokenizer(get_tokenizer(), CompactVocabulary((1, 2, 50256), 50257))
-    with pytest.raises(ValueError, match="not the model's"):
-        matching_tokenizer(model, other)
-    model.vocabulary = None  # as a model of GPT-2's own ids
-    with pytest.raises(ValueError, match="not the model's"):
-        matching_tokenizer(model, CompactTokenizer(get_tokenizer(), load_model(
-            compact_run.out_dir / BEST_WEIGHTS_FILE).vocabulary))
+    model, tokenizer = load_model(compact_run.out_dir / BEST_WEIGHTS_FILE)
+    other = Tokenizer(CompactVocabulary((1, 2, 50256), 50257))
+    with pytest.raises(TokenizerError, match="use the tokenizer that load_model returns"):
+        check_tokenizer(model, other)
+    with pytest.raises(TokenizerError, match="use the tokenizer that load_model returns"):
+        check_tokenizer(model, get_tokenizer())  # GPT-2's own ids, for a model of compact ids
+    gpt2_model, _ = load_model(compact_run.out_dir / BEST_WEIGHTS_FILE, config=None)
+    gpt2_model.config.tokenizer = "gpt2"  # as a model of GPT-2's own ids
+    with pytest.raises(TokenizerError, match="use the tokenizer that load_model returns"):
+        check_tokenizer(gpt2_model, tokenizer)
 
 
 def test_resuming_on_a_dataset_of_another_vocabulary_is_refused(compact_run, small_dataset, tmp_path):
     out = shutil.copytree(compact_run.out_dir, tmp_path / "run")
     preset = get_preset("ci", max_steps=6, warmup_steps=0, eval_interval=3)
-    with pytest.raises(CheckpointError, match=r"trained with a compact vocabulary of \d+ ids, but .* has GPT-2's full"):
+    refused = r"trained with a compact vocabulary of \d+ ids \(mapping \w+\), but .* has GPT-2's full"
+    with pytest.raises(CheckpointError, match=refused):
         train(preset, data_dir=small_dataset.path, out_dir=out, resume=True, progress=False, log=lambda line: None)
 
 
