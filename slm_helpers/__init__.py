@@ -1,20 +1,22 @@
-"""Helpers for the slm-from-scratch notebooks.
+"""Helpers for the slm-from-scratch notebooks: one module per concept, lower layers first.
 
-One module per concept, in the order the notebooks teach them:
-
-* :mod:`slm_helpers.tokenizer`  - the GPT-2 BPE tokenizer, online or offline (notebook 01)
-* :mod:`slm_helpers.stories`    - a built-in generator of TinyStories-style stories
-* :mod:`slm_helpers.data`       - stories to uint16 memmaps, and random batches (notebook 01)
-* :mod:`slm_helpers.model`      - attention and the GPT (notebooks 02 and 03)
-* :mod:`slm_helpers.device`     - where to train and in which precision (notebook 04)
-* :mod:`slm_helpers.optim`      - settings, AdamW, warmup + cosine, unscale-clip-step (notebook 04)
-* :mod:`slm_helpers.train`      - the training loop (notebook 04)
-* :mod:`slm_helpers.checkpoint` - a run's files, written atomically and read safely
-* :mod:`slm_helpers.presets`    - named sizes (ci, cpu, gpu) for data, model and training
-* :mod:`slm_helpers.plots`      - loss curves (notebook 05)
-* :mod:`slm_helpers.generate`   - sampling, the KV cache, streaming (notebook 06)
-* :mod:`slm_helpers.exercises`  - checks for the notebooks' exercises
-* :mod:`slm_helpers.cli`        - what the three command-line tools share: one-line errors
+* :mod:`~slm_helpers.errors`, :mod:`~slm_helpers.folders` - one-line errors; files written
+  whole, a folder held by one process
+* :mod:`~slm_helpers.vocab`, :mod:`~slm_helpers.tokenizer` - GPT-2's BPE with all its ids or
+  a compact vocabulary's: the ``Tokenizer`` that travels with data and weights (notebook 01)
+* :mod:`~slm_helpers.stories`, :mod:`~slm_helpers.data` - stories (built-in, the hub, files)
+  into token files, and a dataset opened once that hands out batches (notebook 01)
+* :mod:`~slm_helpers.model` - attention and the GPT, and its FLOPs (notebooks 02 and 03)
+* :mod:`~slm_helpers.device`, :mod:`~slm_helpers.optim`, :mod:`~slm_helpers.processes` -
+  where and in which precision; AdamW, the schedule, the optimizer step; torchrun (notebook 04)
+* :mod:`~slm_helpers.evaluate`, :mod:`~slm_helpers.checkpoint`, :mod:`~slm_helpers.plan`,
+  :mod:`~slm_helpers.train` - losses and samples; a run's files; what a run will take; the
+  loop (notebook 04)
+* :mod:`~slm_helpers.presets` - named sizes (ci, cpu, gpu), as data
+* :mod:`~slm_helpers.plots`, :mod:`~slm_helpers.generate`, :mod:`~slm_helpers.speed` - loss
+  curves (05), writing stories (06), measuring (07)
+* :mod:`~slm_helpers.exercises` - checks for the notebooks' exercises
+* :mod:`~slm_helpers.cli` - the three commands, above the library
 """
 
 __version__ = "0.1.0"

@@ -10,7 +10,6 @@ import time
 import pytest
 import torch
 
-from slm_helpers import train as train_module
 from slm_helpers.checkpoint import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, HISTORY_FILE, load_checkpoint, load_history
 from slm_helpers.data import TokenDataset
 from slm_helpers.device import choose_device, choose_dtype, make_grad_scaler
@@ -18,6 +17,7 @@ from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig, learning_rates, make_optimizer, optimizer_step
 from slm_helpers.presets import PRESETS, get_preset
 from slm_helpers.train import TrainingDiverged, train
+from slm_helpers.train import loop as train_module
 
 from conftest import requires_tokenizer
 

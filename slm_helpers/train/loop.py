@@ -48,9 +48,6 @@ from slm_helpers.optim import TrainConfig, make_optimizer, make_scheduler, optim
 from slm_helpers.plan import describe_plan, remaining_time_line
 from slm_helpers.processes import RNGState
 
-__all__ = ["TrainResult", "TrainingDiverged", "accumulate_gradients", "ensure_trained", "estimate_loss", "sample_text",
-           "train"]
-
 ESTIMATE_AFTER_STEPS = 4  # the expected time of a run is printed after this many of its steps
 
 
@@ -436,11 +433,3 @@ def ensure_trained(preset, log=print) -> list[dict]:
     log(f"no finished {preset.name} run in {folder.path}: training it now "
         f"({describe_plan(preset.model, preset.train)}; notebook 04 explains each step)")
     return train(preset, resume=True, log=log).history
-
-
-if __name__ == "__main__":  # python -m slm_helpers.train: the command lives in slm_helpers.cli
-    import sys
-
-    from slm_helpers.cli import train_command
-
-    sys.exit(train_command())

@@ -24,8 +24,7 @@ from collections.abc import Iterator
 
 import torch
 
-from slm_helpers.checkpoint import load_model  # noqa: F401 - the weights and tokenizer that generation starts from
-from slm_helpers.errors import CheckpointError, SlmError, TokenizerError, check_int, check_number  # noqa: F401 - CheckpointError: load_model raises it
+from slm_helpers.errors import SlmError, TokenizerError, check_int, check_number
 from slm_helpers.model import GPT, KVCache
 from slm_helpers.tokenizer import Tokenizer
 
@@ -174,11 +173,3 @@ def _decode_stream(tokens: Iterator[int], tokenizer, stop: int | None) -> Iterat
 def write_story(model: GPT, tokenizer, prompt: str, **settings) -> str:
     """The prompt followed by its generated continuation, as one string."""
     return prompt + "".join(stream_story(model, tokenizer, prompt, **settings))
-
-
-if __name__ == "__main__":  # python -m slm_helpers.generate: the command lives in slm_helpers.cli
-    import sys
-
-    from slm_helpers.cli import generate_command
-
-    sys.exit(generate_command())
