@@ -34,15 +34,17 @@ def best_record(history: list[dict]) -> dict:
     return min(check_history(history, ("val_loss",), "best_record"), key=lambda r: r["val_loss"])
 
 
-def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: list[float] | None = None):
-    """Train and validation loss against optimizer steps (tokens seen on the top axis), the
-    learning rate on a second y axis (at every optimizer step if ``lr_per_step`` is given,
-    e.g. ``learning_rates(config)``; else at the evaluations), and the best checkpoint
-    marked. Validation is dashed with open markers, so both show where they overlap."""
+def plot_history(history: list[dict], title: str = "", lr_per_step: list[float] | None = None,
+                 vocab_size: int | None = None, yardsticks: dict | None = None):
+    """Train and validation loss against optimizer steps (tokens seen on the top axis; bits
+    per byte on the right axis when the history has them), the best checkpoint marked, and
+    below it the learning rate (at every optimizer step if ``lr_per_step`` is given, e.g.
+    ``learning_rates(config)``; else at the evaluations). ``vocab_size`` draws ln V, the loss
+    of uniform guessing where training starts; ``yardsticks`` (from
+    :func:`slm_helpers.evaluate.yardsticks`) draws the unigram and bigram tables' losses.
+    Validation is dashed with open markers, so both show where they overlap."""
     check_history(history)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 4.5))
-    fig = ax.figure
+    fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(9, 5.6), sharex=True, height_ratios=(3.2, 1))
     steps = [r["step"] for r in history]
     ax.plot(steps, [r["train_loss"] for r in history], "o-", label="train loss", color="tab:blue")
     ax.plot(steps, [r["val_loss"] for r in history], "s--", label="validation loss", color="tab:orange",
@@ -50,30 +52,40 @@ def plot_history(history: list[dict], title: str = "", ax=None, lr_per_step: lis
     best = best_record(history)
     ax.scatter([best["step"]], [best["val_loss"]], s=180, facecolors="none", edgecolors="tab:red", linewidths=2,
                zorder=5, label=f"best checkpoint (step {best['step']:,}, val {best['val_loss']:.3f})")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy loss (nats per token)")
+    lines = []
+    if vocab_size:
+        lines.append((math.log(vocab_size), f"uniform guess, ln V = ln {vocab_size:,}", "gray"))
+    tables = [(name, value) for name, value in (yardsticks or {}).items() if "uniform" not in name]
+    for (name, value), colour in zip(tables, ("tab:purple", "tab:brown")):
+        lines.append((value["nats"], name, colour))
+    for value, label, colour in lines:
+        ax.axhline(value, color=colour, linestyle=":", linewidth=1.2)
+        ax.annotate(f"{label}: {value:.2f}", (steps[0], value), textcoords="offset points", xytext=(4, 3),
+                    ha="left", va="bottom", fontsize=9, color=colour)
+    highest = max([r["train_loss"] for r in history] + [r["val_loss"] for r in history] + [v for v, _, _ in lines])
+    ax.set_ylim(top=highest * 1.1)  # room for the labels above the lines
+    ax.set_ylabel("loss (nats per token)")
     ax.grid(alpha=0.3)
-
+    ax.legend(loc="upper right")
+    if all("val_bpb" in r and r["val_loss"] for r in history):  # the same curve, in bits per byte of text
+        ratio = history[-1]["val_bpb"] / history[-1]["val_loss"]
+        right = ax.secondary_yaxis("right", functions=(lambda n: n * ratio, lambda b: b / ratio))
+        right.set_ylabel("validation bits per byte")
     tokens_per_step = history[-1]["tokens"] / history[-1]["step"] if history[-1]["step"] else 0
     if tokens_per_step:
         top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step / 1e6,
                                                    lambda t: t * 1e6 / tokens_per_step))
         top.set_xlabel("tokens seen (millions)")
-
-    lr_ax = ax.twinx()
     if lr_per_step is not None:
-        lr_ax.plot(range(len(lr_per_step)), lr_per_step, "-", color="tab:green", alpha=0.6,
-                   label="learning rate (every step)")
+        lr_ax.plot(range(len(lr_per_step)), lr_per_step, "-", color="tab:green", label="every step")
     else:
-        lr_ax.plot(steps, [r["lr"] for r in history], ":", color="tab:green", label="learning rate (at evaluations)")
-    lr_ax.set_ylabel("learning rate", color="tab:green")
-    lr_ax.tick_params(axis="y", colors="tab:green")
+        lr_ax.plot(steps, [r["lr"] for r in history], "o:", color="tab:green", label="at the evaluations")
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_xlabel("optimizer step")
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-
-    lines = ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    lr_ax.grid(alpha=0.3)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=6 if not tokens_per_step else 26)
     fig.tight_layout()
     return fig
 

@@ -52,9 +52,13 @@ class Preset:
     def data_dir_for(self, source: str, options: dict) -> Path:
         """Where a dataset of ``source`` lives (``$SLM_DATA_DIR`` or ``data/`` in the
         repository): a whole source in a folder of its name, shared by presets (``tinystories``);
-        a part of one in a folder of this preset (``tinystories-cpu``, ``synthetic-ci``)."""
+        a part of one in a folder of this preset (``tinystories-cpu``); a compact vocabulary's
+        with it in the name (``synthetic-ci-compact``, ``tinystories-cpu-compact8192``)."""
         root = Path(os.environ.get(DATA_DIR_ENV) or project_root() / "data")
-        return root / (f"{Path(source).name}-{self.name}" if options else Path(source).name)
+        name = f"{Path(source).name}-{self.name}" if options else Path(source).name
+        if self.vocab == "compact":
+            name += f"-compact{self.vocab_size or ''}"
+        return root / name
 
     @property
     def data_dir(self) -> Path:
@@ -84,15 +88,19 @@ GPU_TRAIN = TrainConfig(
 
 
 PRESETS: dict[str, Preset] = {
+    # The built-in stories use 642 of GPT-2's ids: a compact vocabulary of 643 makes the head 78x
+    # smaller, so 200 steps of 1,024 tokens take seconds and the model learns the stories' words
+    # and phrases, beating the unigram and bigram tables of its data (notebook 05).
     "ci": Preset(
         name="ci",
-        description="seconds on 2 CPU cores; shows the loss falling, not good stories",
+        description="seconds on 2 CPU cores: the built-in stories, with their compact vocabulary",
         data_source="synthetic",
         data_options=dict(train_stories=2_000, validation_stories=200, seed=0),
+        vocab="compact",
         model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64, dropout=0.0),
         train=TrainConfig(
-            batch_size=8, grad_accum_steps=2, max_steps=40, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
-            eval_interval=10, eval_batches=4, weight_decay=0.1,
+            batch_size=16, grad_accum_steps=1, max_steps=200, warmup_steps=20, learning_rate=1e-2, min_lr=1e-3,
+            eval_interval=50, eval_batches=4, weight_decay=0.1,
             device="cpu", dtype="float32",  # reproducible everywhere: the saved outputs are compared by nbval
         ),
     ),

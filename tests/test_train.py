@@ -178,7 +178,9 @@ def test_training_writes_history_best_weights_and_checkpoint(small_dataset, tmp_
     history = load_history(tmp_path)
     assert [r["step"] for r in history] == [0, 4, 8, 12]
     assert [r["tokens"] for r in history] == [s * 4 * 32 * 2 for s in (0, 4, 8, 12)]
-    assert set(history[0]) == {"step", "tokens", "lr", "train_loss", "val_loss", "sample"}
+    assert set(history[0]) == {"step", "tokens", "lr", "train_loss", "val_loss", "train_bpb", "val_bpb", "sample"}
+    per_byte = small_dataset.splits["validation"].bytes / small_dataset.splits["validation"].tokens
+    assert all(r["val_bpb"] == pytest.approx(r["val_loss"] / math.log(2) / per_byte) for r in history)
     assert all(r["sample"].startswith("Once upon a time") for r in history)  # what the model wrote, at each evaluation
     assert history[0]["sample"] != history[-1]["sample"]  # training changed it
     assert history[-1]["val_loss"] < history[0]["val_loss"] - 0.5  # it learns

@@ -247,11 +247,11 @@ class TokenDataset:
     def bytes_per_token(self, split: str) -> float:
         """Bytes of story text per token in ``split`` (GPT-2's BPE: about 4 on TinyStories)."""
         info = self.info.splits[split]
-        return info.bytes / info.tokens if info.tokens else math.nan
+        return info.bytes / info.tokens if info.tokens and info.bytes else math.nan
 
     def bits_per_byte(self, split: str, nats_per_token: float) -> float:
-        """A loss in nats per token as bits per byte of text: comparable across tokenizers and
-        vocabularies (a finer tokenizer has more tokens, each easier to guess)."""
+        """A loss in nats per token as bits per byte of ``split``'s text: comparable across
+        tokenizers and vocabularies (a finer tokenizer has more tokens, each easier to guess)."""
         return nats_per_token / math.log(2) / self.bytes_per_token(split)
 
     def identity(self) -> dict:

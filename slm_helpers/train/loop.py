@@ -162,9 +162,13 @@ class _Run:
         """Both splits' loss (and bits per byte), and a greedy sample: the history's next record."""
         losses = estimate_loss(self.model, self.data, self.config, self.gpt.config.block_size, self.device, self.dtype,
                                seed=self.config.seed + 1 + self.rank)
-        return dict(step=self.step, tokens=self.tokens_seen, lr=self.lr, train_loss=losses["train"],
-                    val_loss=losses["validation"],
-                    sample=sample_text(self.gpt, self.data.tokenizer) if self.rank == 0 else "")
+        record = dict(step=self.step, tokens=self.tokens_seen, lr=self.lr, train_loss=losses["train"],
+                      val_loss=losses["validation"])
+        if hasattr(self.data, "bits_per_byte"):  # a dataset that counted its bytes of text
+            record.update(train_bpb=self.data.bits_per_byte("train", losses["train"]),
+                          val_bpb=self.data.bits_per_byte("validation", losses["validation"]))
+        record["sample"] = sample_text(self.gpt, self.data.tokenizer) if self.rank == 0 else ""
+        return record
 
     def keep(self, record: dict) -> bool:
         """Write the record's files: the best weights if it is the best so far, then the
@@ -226,9 +230,13 @@ class _Run:
 
 
 def describe_record(record: dict, is_best: bool) -> str:
-    """The line an evaluation prints."""
-    return (f"step {record['step']:>6,}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
-            f"lr {record['lr']:.2e}" + ("  (best so far, saved)" if is_best else ""))
+    """The line an evaluation prints: each loss in nats per token, and in bits per byte."""
+    def loss(split: str) -> str:
+        per_byte = record.get(f"{split}_bpb")
+        return f"{record[f'{split}_loss']:.4f}" + (f" ({per_byte:.3f} bpb)" if per_byte is not None else "")
+
+    return (f"step {record['step']:>6,}: train loss {loss('train')}, val loss {loss('val')}, lr {record['lr']:.2e}"
+            + ("  (best so far, saved)" if is_best else ""))
 
 
 # ----------------------------------------------------------------------------- the loop
