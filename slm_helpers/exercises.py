@@ -53,19 +53,46 @@ def check(exercise: str, answer, **given) -> bool:
 
 
 @_exercise("01.1")
-def _tokens_of_a_name(answer, name: str):
-    from slm_helpers.tokenizer import get_tokenizer
+def _merges_by_hand(answer, text: str, merges: int = 3):
+    """Replays the learner's merges: each must join a most frequent pair of the text as it then
+    is (any of them, when several are equally frequent)."""
+    from collections import Counter
 
-    expected = get_tokenizer().encode_ordinary(name)
-    return list(answer) == expected, f"{name!r} is {len(expected)} token(s); use enc.encode_ordinary, not encode"
+    answer = [tuple(pair) for pair in answer]
+    if len(answer) != merges or not all(len(pair) == 2 and all(isinstance(s, str) for s in pair) for pair in answer):
+        return False, f"give {merges} merges, each a pair of strings such as ('a', 'b')"
+    tokens = list(text)
+    for n, pair in enumerate(answer, 1):
+        counts = Counter(zip(tokens, tokens[1:]))
+        most = max(counts.values())
+        if counts.get(pair, 0) != most:
+            best = sorted("".join(p) for p, c in counts.items() if c == most)
+            return False, (f"merge {n}: {pair} occurs {counts.get(pair, 0)} time(s) in {tokens}, but the most frequent "
+                           f"pair occurs {most} times ({', '.join(best)})")
+        joined, i = [], 0
+        while i < len(tokens):  # left to right, as BPE replaces
+            if tuple(tokens[i : i + 2]) == pair:
+                joined.append(pair[0] + pair[1])
+                i += 2
+            else:
+                joined.append(tokens[i])
+                i += 1
+        tokens = joined
+    return True, ""
 
 
 @_exercise("01.2")
-def _uint16_overflow(answer, token_id: int):
+def _uint16_overflow(answer, token_id: int, vocab_size: int = 100_277):
     stored, dtype = answer
-    return (int(stored) == token_id % 65536 and np.dtype(dtype) == np.uint32,
-            "uint16 keeps the id modulo 65,536 (try np.array([token_id]).astype(np.uint16)); the next unsigned "
-            "type up holds 4 bytes")
+    dtype = np.dtype(dtype)
+    if int(stored) != token_id % 65536:
+        return False, ("uint16 keeps only the lowest 16 bits: the id modulo 65,536 (try "
+                       "np.array([token_id]).astype(np.uint16))")
+    if dtype.kind not in "iu" or np.iinfo(dtype).max < vocab_size - 1:
+        return False, f"{dtype} cannot hold id {vocab_size - 1:,}: it needs an integer type of more bits"
+    if dtype.itemsize > 4:
+        return False, f"{dtype} holds every id, but with {dtype.itemsize} bytes each: a smaller type is enough"
+    return True, ""
 
 
 # ----------------------------------------------------------------------------- 02 attention
@@ -73,12 +100,14 @@ def _uint16_overflow(answer, token_id: int):
 
 @_exercise("02.1")
 def _sliding_window_mask(answer, window: int):
-    for T in (1, 5, 9):
-        i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
-        expected = (j <= i) & (j > i - window)
-        got = torch.as_tensor(answer(T, window))
-        if got.shape != (T, T) or not torch.equal(got.bool(), expected):
-            return False, f"for T={T}: position i should see j with i - {window} < j <= i (a band below the diagonal)"
+    for w in dict.fromkeys((window, 1, 2, 5)):  # the window asked, and others: the function must use its argument
+        for T in (1, 5, 9):
+            i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+            expected = (j <= i) & (j > i - w)
+            got = torch.as_tensor(answer(T, w))
+            if got.shape != (T, T) or not torch.equal(got.bool(), expected):
+                return False, (f"for T={T}, window={w}: position i should see j with i - {w} < j <= i (a band of "
+                               f"{w} on and below the diagonal)")
     return True, ""
 
 
@@ -103,9 +132,61 @@ def _gpt2_small_parameters(answer, n_layer: int, n_embd: int, block_size: int, v
                                      "wte (V x C), wpe (block x C), ln_f (2C); the head is wte again")
 
 
+def _complete_run(history, preset: str, what: str) -> tuple[bool, str]:
+    """Whether ``history`` is a whole run of ``preset``'s schedule (every evaluation, to the last
+    step), with the hint to give when it is not."""
+    from slm_helpers.presets import get_preset
+
+    config = get_preset(preset).train
+    history = getattr(history, "history", history)  # a TrainResult, or its history
+    steps = [r["step"] for r in history] if isinstance(history, (list, tuple)) else []
+    expected = list(range(0, config.max_steps + 1, config.eval_interval))
+    if steps != expected or any("val_loss" not in r for r in history):
+        return False, (f"pass the history of a whole {preset} run ({what}): evaluations at steps {expected}, not "
+                       f"{steps}")
+    return True, ""
+
+
 @_exercise("03.2")
-def _uniform_loss(answer, vocab_size: int):
-    return abs(float(answer) - math.log(vocab_size)) < 1e-3, "cross-entropy of a uniform guess is -ln(1/V)"
+def _no_residual(answer, preset: str):
+    ok, hint = _complete_run(answer, preset, "train(...).history, with residual=False")
+    if not ok:
+        return ok, hint
+    final = getattr(answer, "history", answer)[-1]["val_loss"]
+    # Measured: 5.26 nats without residuals, 0.81 with them; 3.0 keeps a wide margin from both.
+    return final > 3.0, (f"this run ends at {final:.2f} nats, as a model with its residual connections does: train "
+                         "with model_config=replace(..., residual=False)")
+
+
+@_exercise("03.3")
+def _default_init(answer, preset: str):
+    import math
+
+    from slm_helpers.data import preset_dataset
+    from slm_helpers.presets import get_preset
+
+    ok, hint = _complete_run(answer, preset, "train(...).history, with init='pytorch'")
+    if not ok:
+        return ok, hint
+    history = getattr(answer, "history", answer)
+    ln_v = math.log(preset_dataset(get_preset(preset), progress=False, log=lambda line: None).vocab_size)
+    # Measured: the default init starts at 44 nats (7 x ln V) and ends at 2.7; GPT-2's starts at ln V.
+    return (history[0]["val_loss"] > 2 * ln_v and history[-1]["val_loss"] > 1.5,
+            f"this run starts at {history[0]['val_loss']:.2f} nats, near ln V = {ln_v:.2f}: GPT-2's initialisation; "
+            "train with model_config=replace(..., init='pytorch')")
+
+
+@_exercise("03.4")
+def _no_attention_scaling(answer, preset: str):
+    scaled, unscaled = answer
+    for history, what in ((scaled, "with n_head=1"), (unscaled, "with n_head=1, scale_attention=False")):
+        ok, hint = _complete_run(history, preset, what)
+        if not ok:
+            return ok, hint
+    gap = getattr(unscaled, "history", unscaled)[-1]["val_loss"] - getattr(scaled, "history", scaled)[-1]["val_loss"]
+    # Measured with one head of 64: 1.15 nats unscaled against 0.75 scaled; two runs of the same model differ by 0.
+    return gap > 0.2, (f"the second run ends {gap:+.2f} nats from the first: give (scaled, unscaled), both with "
+                       "n_head=1, the second with scale_attention=False")
 
 
 # ----------------------------------------------------------------------------- 04 the loop

@@ -34,13 +34,20 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2
     flash: bool = True  # False forces the manual attention path even where the fused one exists
     tokenizer: str = "gpt2"  # whose ids the model reads: slm_helpers.tokenizer.Tokenizer.name
+    # Switches for experiments that break one part to show what it does (notebook 03's exercises):
+    causal: bool = True  # False: every position also sees the later ones, the very tokens it must predict
+    residual: bool = True  # False: each block replaces its input (x = f(x)) instead of adding to it
+    scale_attention: bool = True  # False: attention scores without the 1 / sqrt(head_size)
+    init: str = "gpt2"  # "gpt2": N(0, 0.02), residual projections scaled down; "pytorch": each layer's default
 
     def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             check_int(name, getattr(self, name))
-        for name in ("bias", "flash"):
+        for name in ("bias", "flash", "causal", "residual", "scale_attention"):
             if not isinstance(getattr(self, name), bool):
                 raise SlmError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.init not in ("gpt2", "pytorch"):
+            raise SlmError(f"init must be 'gpt2' or 'pytorch', not {self.init!r}")
         if not isinstance(self.tokenizer, str) or not self.tokenizer:
             raise SlmError(f"tokenizer must be a tokenizer's name such as 'gpt2', not {self.tokenizer!r}")
         dropout = self.dropout
@@ -115,7 +122,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
-        self.flash = config.flash
+        self.flash, self.causal, self.scale_attention = config.flash, config.causal, config.scale_attention
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
@@ -129,18 +136,19 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size): every head attends independently.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        causal = True
+        causal = self.causal
         if cache is not None:
             if T > 1 and cache.k is not None:
                 raise SlmError("With a KV cache, feed the whole prompt first, then one token at a time.")
             k, v = cache.append(k, v)
-            causal = T > 1  # one new token may look at every cached position: no mask needed
+            causal = causal and T > 1  # one new token may look at every cached position: no mask needed
         if self.flash:
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
+                q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0.0, is_causal=causal,
+                scale=None if self.scale_attention else 1.0,
             )
         else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)) if self.scale_attention else 1.0)
             if causal:
                 att = att.masked_fill(~self.causal_mask[:, :, :T, :T], float("-inf"))
             att = self.attn_dropout(F.softmax(att, dim=-1))
@@ -172,8 +180,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
+        self.residual = config.residual
 
     def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
+        if not self.residual:  # an experiment: what each block computes replaces its input
+            x = self.attn(self.ln_1(x), cache)
+            return self.mlp(self.ln_2(x))
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
@@ -195,6 +207,8 @@ class GPT(nn.Module):
         # Weight tying: the head shares the embedding's tensor (not a copy), so one matrix both
         # reads tokens in and scores them out.
         self.lm_head.weight = self.transformer.wte.weight
+        if config.init == "pytorch":  # an experiment: each layer's own default (the embedding: N(0, 1))
+            return
         self.apply(self._init_weights)
         # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 * n_layer),
         # so the stream's variance does not grow with depth.
@@ -253,8 +267,9 @@ class GPT(nn.Module):
         attn = self.transformer.h[layer].attn
         q, k, _ = attn.c_attn(self.transformer.h[layer].ln_1(x)).split(self.config.n_embd, dim=2)
         q, k = (t.view(1, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-        scores = scores.masked_fill(~attn.causal_mask[:, :, :T, :T], float("-inf"))
+        scores = (q @ k.transpose(-2, -1)) / (math.sqrt(k.size(-1)) if attn.scale_attention else 1.0)
+        if attn.causal:
+            scores = scores.masked_fill(~attn.causal_mask[:, :, :T, :T], float("-inf"))
         return F.softmax(scores, dim=-1)[0]
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):

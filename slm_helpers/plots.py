@@ -184,32 +184,63 @@ def trace_shapes(model, idx) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def draw_architecture(model, batch: int = 2, T: int = 8):
-    """The GPT as a column of boxes, each with the tensor shape it outputs, traced from a
-    forward pass of ``batch`` sequences of ``T`` tokens (notebook 03). Returns the figure."""
+    """The GPT as boxes, each with the shape of the tensor it outputs, traced from a forward
+    pass of ``batch`` sequences of ``T`` tokens (notebook 03): the token and position
+    embeddings side by side and added; then, in each block, two branches that read the
+    residual stream and add their output back to it; then the final LayerNorm and the head.
+    Returns the figure."""
     import torch
 
     c = model.config
-    shapes = trace_shapes(model, torch.zeros(batch, T, dtype=torch.long))
-    fig, ax = plt.subplots(figsize=(9, 0.62 * len(shapes) + 1))
+    shape = dict(trace_shapes(model, torch.zeros(batch, T, dtype=torch.long)))
+    fig, ax = plt.subplots(figsize=(9.5, 9.2))
     colours = {"token": "#fde2e4", "wte": "#e2ece9", "wpe": "#e2ece9", "ln": "#fff1e6", "attn": "#dfe7fd",
-               "attention": "#dfe7fd", "mlp": "#e9f5db", "lm_head": "#fde2e4"}
-    n = len(shapes)
-    for i, (name, shape) in enumerate(shapes):
-        y = n - i
+               "mlp": "#e9f5db", "lm_head": "#fde2e4"}
+
+    def box(name: str, x0: float, x1: float, y: float, label: str | None = None) -> None:
         colour = next((v for k, v in colours.items() if name.startswith(k)), "#eeeeee")
-        ax.add_patch(plt.Rectangle((0.05, y - 0.38), 0.9, 0.76, facecolor=colour, edgecolor="#555555"))
-        ax.text(0.08, y, name, va="center", fontsize=11)
-        ax.text(0.92, y, str(shape), va="center", ha="right", fontsize=11, family="monospace")
-        if i:
-            ax.annotate("", xy=(0.5, y + 0.38), xytext=(0.5, y + 0.62), arrowprops=dict(arrowstyle="->"))
-    first_block = next(i for i, (name, _) in enumerate(shapes) if name == "ln_1")
-    last_block = next(i for i, (name, _) in enumerate(shapes) if name.startswith("mlp:"))
-    ax.add_patch(plt.Rectangle((0.02, n - last_block - 0.5), 0.96, last_block - first_block + 1, fill=False,
-                               linestyle="--", edgecolor="tab:blue"))
-    ax.text(0.99, n - first_block + 0.55, f"x {c.n_layer} blocks; each adds attn's and mlp's outputs to its input "
-            "(the residual stream)", ha="right", va="bottom", color="tab:blue", fontsize=10)
+        ax.add_patch(plt.Rectangle((x0, y - 0.32), x1 - x0, 0.64, facecolor=colour, edgecolor="#555555"))
+        ax.text(x0 + 0.015, y, label or name, va="center", fontsize=10)
+        ax.text(x1 - 0.015, y, str(shape[name]), va="center", ha="right", fontsize=10, family="monospace")
+
+    def arrow(x0: float, y0: float, x1: float, y1: float) -> None:
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color="#333333"))
+
+    def add(x: float, y: float) -> None:  # a sum: a circle with a plus
+        ax.plot([x], [y], "o", markersize=15, markerfacecolor="white", markeredgecolor="#333333", zorder=3)
+        ax.text(x, y, "+", ha="center", va="center", fontsize=12, zorder=4)
+
+    stream = 0.2  # the residual stream runs down this line, through every block
+    box("token ids", 0.05, 0.47, 13)
+    ax.text(0.75, 13, f"positions 0 .. {T - 1}", ha="center", va="center", fontsize=10)
+    box("wte: token embedding", 0.05, 0.47, 12)
+    box("wpe: position embedding", 0.53, 0.97, 12)
+    arrow(0.26, 12.68, 0.26, 12.32)
+    arrow(0.75, 12.8, 0.75, 12.32)
+    add(stream, 11.0)
+    arrow(stream, 11.68, stream, 11.12)
+    arrow(0.75, 11.68, stream + 0.03, 11.05)
+    for top, names in ((9.9, ("ln_1", "attn.c_attn: q, k, v", "attn: heads side by side, c_proj")),
+                       (6.4, ("ln_2", "mlp.c_fc: widen 4x", "mlp: GELU, c_proj back to C"))):
+        for i, name in enumerate(names):
+            box(name, 0.32, 0.97, top - i)
+            if i:
+                arrow(0.64, top - i + 1 - 0.32, 0.64, top - i + 0.32)
+        arrow(stream, top, 0.32, top)  # the branch reads the stream...
+        add(stream, top - 3)
+        arrow(0.32, top - 2, stream + 0.025, top - 2.93)  # ...and adds its output back to it
+    ax.plot([stream, stream], [10.9, 2.75], color="tab:blue", linewidth=2.5, zorder=1)
+    arrow(stream, 2.9, stream, 2.62)
+    ax.text(stream - 0.03, 6.9, "x: the residual stream", rotation=90, ha="center", va="center", fontsize=10,
+            color="tab:blue")
+    ax.add_patch(plt.Rectangle((0.03, 3.05), 0.955, 7.35, fill=False, linestyle="--", edgecolor="tab:blue"))
+    ax.text(0.985, 10.47, f"x {c.n_layer} blocks: each adds its attention's and its MLP's output to the stream",
+            ha="right", va="bottom", color="tab:blue", fontsize=10)
+    box("ln_f", 0.05, 0.97, 2.3)
+    box("lm_head: logits", 0.05, 0.97, 1.3)
+    arrow(0.5, 1.98, 0.5, 1.62)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0.4, n + 0.9)
+    ax.set_ylim(0.7, 13.6)
     ax.axis("off")
     ax.set_title(f"GPT with B={batch} sequences of T={T} tokens: C={c.n_embd} channels, {c.n_head} heads, "
                  f"V={c.vocab_size:,} ids", fontsize=11)

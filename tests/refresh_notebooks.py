@@ -87,7 +87,18 @@ def refresh(paths: list[Path], store: list[Path]) -> None:
             NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
                            resources={"metadata": {"path": str(path.parent)}}).execute()
             if path in store:
-                nbformat.write(nb, path)
+                nbformat.write(without_widgets(nb), path)
+
+
+def without_widgets(nb):
+    """The notebook without its progress bars' widgets: saved, a bar is frozen where it started
+    (its text says 0%); a learner who runs the cell sees it live."""
+    widget = "application/vnd.jupyter.widget-view+json"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if widget not in o.get("data", {})]
+    nb.metadata.pop("widgets", None)
+    return nb
 
 
 if __name__ == "__main__":
