@@ -12,7 +12,7 @@ showing that these classes give the same numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn as nn
@@ -58,6 +58,11 @@ class GPTConfig:
                 f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}: each head gets "
                 f"n_embd // n_head channels. Try n_head in {[h for h in range(1, 17) if self.n_embd % h == 0]}."
             )
+
+    def with_tokenizer(self, tokenizer) -> GPTConfig:
+        """This configuration for a model that reads ``tokenizer``'s ids (a dataset's
+        :class:`~slm_helpers.tokenizer.Tokenizer`): its ``vocab_size`` and name."""
+        return replace(self, vocab_size=tokenizer.n_vocab, tokenizer=tokenizer.name)
 
     @classmethod
     def from_dict(cls, saved: dict) -> GPTConfig:

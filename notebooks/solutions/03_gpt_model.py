@@ -26,7 +26,7 @@ def train_ci(preset: str = "ci", **change) -> tuple[dict, ...]:
 
     ci = get_preset(preset)
     data = preset_dataset(ci, progress=False, log=lambda line: None)
-    model = replace(ci.model, vocab_size=data.vocab_size, tokenizer=data.tokenizer.name, **change)
+    model = replace(ci.model.with_tokenizer(data.tokenizer), **change)
     with tempfile.TemporaryDirectory() as out:
         result = train(model_config=model, train_config=ci.train, data_dir=data, out_dir=out, progress=False,
                        log=lambda line: None)

@@ -1,6 +1,6 @@
 """Worked solutions to notebook 05's exercises (tests/test_exercises.py checks them)."""
 
-import math
+import tempfile
 
 
 def first_overfitting_step(history: list[dict]) -> int | None:
@@ -17,7 +17,24 @@ def exercise_1():
     return first_overfitting_step
 
 
-def exercise_2(loss: float = 2.0) -> float:
-    """Perplexity is e to the loss: a loss of 2 nats is as unsure as a fair choice among
-    e^2 = 7.4 tokens."""
-    return math.exp(loss)
+def exercise_2(preset: str = "ci") -> list[dict]:
+    """Without the causal mask every position also sees the tokens after it, the very ones it
+    must predict: the model learns to copy the next token from the position after its own
+    (the position embeddings tell it which one that is). After 600 steps its validation loss
+    is about 0.02 nats, against 0.5 for the normal model, because the validation batches are
+    read without a mask too: it is a score for cheating, not for predicting. Generating shows
+    it: there the token after the last one does not exist yet, so what it learned is useless,
+    and it writes "Once upon a time time time time ...". A low loss is only as honest as the
+    mask that computed it."""
+    from dataclasses import replace
+
+    from slm_helpers.data import preset_dataset
+    from slm_helpers.presets import get_preset
+    from slm_helpers.train import train
+
+    longer = get_preset(preset, max_steps=600, eval_interval=150)
+    data = preset_dataset(longer, progress=False, log=lambda line: None)
+    model = replace(longer.model.with_tokenizer(data.tokenizer), causal=False)
+    with tempfile.TemporaryDirectory() as out:
+        return train(model_config=model, train_config=longer.train, data_dir=data, out_dir=out, progress=False,
+                     log=lambda line: None).history

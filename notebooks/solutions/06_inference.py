@@ -18,7 +18,18 @@ def exercise_1():
     return top_p_filter
 
 
-def exercise_2(logits: tuple[float, ...] = (2.0, 1.0, 0.0), temperature: float = 0.5) -> float:
-    """Temperature divides the logits before the softmax: at 0.5 the gaps double, and the
-    favourite's share grows from 0.67 to 0.87."""
-    return torch.softmax(torch.tensor(logits) / temperature, dim=-1).max().item()
+def exercise_2():
+    """Temperature divides the logits (below 1 the favourite gains, above 1 the others do);
+    top-k sets every logit below the k-th largest to minus infinity, so softmax gives it zero;
+    then one draw from the probabilities. `torch.multinomial` with a seeded generator draws
+    the same token for the same seed, as `generate_ids` does."""
+
+    def sample_next(logits: torch.Tensor, temperature: float, top_k, generator) -> int:
+        logits = logits / temperature
+        if top_k is not None:
+            kth_largest = torch.topk(logits, top_k).values[-1]
+            logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    return sample_next

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +215,21 @@ class TokenDataset:
         """The tokens of ``split`` as a read-only memmap (nothing is read into RAM yet)."""
         if split not in SPLITS:
             raise DataError(f"split must be one of {SPLITS}, not {split!r}")
-        return np.memmap(self.path / self.info.splits[split].file, dtype=self.info.dtype, mode="r")
+        info = self.info.splits[split]
+        return np.memmap(self.path / info.file, dtype=self.info.dtype, mode="r", shape=(info.tokens,))
+
+    def with_train_tokens(self, tokens: int) -> TokenDataset:
+        """The same dataset with its training split cut to its first ``tokens`` tokens (the
+        validation split whole): a model trained on it sees the same few stories again and
+        again, and memorises them (notebook 05 makes a run overfit this way)."""
+        check_int("tokens", tokens, minimum=2)
+        train = self.info.splits["train"]
+        tokens = min(tokens, train.tokens)
+        cut = SplitInfo(train.file, tokens, stories=int(np.count_nonzero(self.tokens("train")[:tokens]
+                                                                           == self.tokenizer.eot_token)),
+                        bytes=round(train.bytes * tokens / train.tokens))
+        info = replace(self.info, splits={**self.info.splits, "train": cut})
+        return replace(self, info=info)
 
     def batch(self, split: str, batch_size: int, block_size: int, generator=None, device="cpu"):
         """``batch_size`` random windows of ``block_size`` tokens from ``split``.

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -407,7 +407,7 @@ def _model_config_for(data, model_config: GPTConfig, log) -> GPTConfig:
             f"vocabulary covering {coverage:.2%} of its training tokens")
     else:
         log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset holds GPT-2's ids")
-    return replace(model_config, vocab_size=tokenizer.n_vocab, tokenizer=tokenizer.name)
+    return model_config.with_tokenizer(tokenizer)
 
 
 def _say_plan(run: _Run, reasons: tuple[str, str]) -> None:
