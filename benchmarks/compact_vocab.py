@@ -1,9 +1,10 @@
 """How much faster does a compact vocabulary train? (notebook 07, section 3)
 
-Training tokens/s of the ``cpu`` preset's model (by default) on the preset's data, with
+Training tokens/s of the ``cpu`` preset's model (by default) on the preset's data, or on
+other stories (``--data``: a folder of real TinyStories, ``synthetic`` or ``tinystories``), with
 GPT-2's full vocabulary and with the compact vocabulary of the same stories, one optimizer
-step each in alternating rounds in one process (``slm_helpers.speed``). The compact dataset
-is prepared next to the preset's (``<folder>-compact``) the first time.
+step each in alternating rounds in one process (``slm_helpers.speed``). Both datasets are
+prepared under ``data/`` the first time.
 
 Also printed:
 * steps of models whose head has 4,096 and 10,000 ids (``--sizes``), trained on the compact
@@ -16,7 +17,8 @@ Also printed:
 
 Target: compact >= 2.4x the full vocabulary's tokens/s. The last line is the ratio.
 
-    python benchmarks/compact_vocab.py [--preset cpu] [--vocab-size K] [--rounds 3]
+    python benchmarks/compact_vocab.py [--preset cpu] [--data ../shared/data/tinystories-sample]
+                                       [--vocab-size K] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from slm_helpers.data import TokenDataset, get_batch, prepare_dataset, preset_dataset
+from slm_helpers.data import TokenDataset, get_batch, prepare_dataset
 from slm_helpers.device import cpu_has_native_bf16
 from slm_helpers.presets import get_preset
 from slm_helpers.speed import TrainingStep, time_alternately
@@ -52,41 +54,54 @@ def peak_memory_mb(model_config, train_config, data_dir: str, steps: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--vocab-size", type=int, default=None, help="compact: keep K-1 ids (default: all used)")
+    parser.add_argument("--data", default=None, help="the stories (default: the preset's own source and options)")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="compact: keep K ids (default: the preset's own size, else every id the stories use)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-steps", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", default=[4096, 10_000], help="other head sizes to time")
     args = parser.parse_args()
 
     preset = get_preset(args.preset)
-    full = preset_dataset(preset, progress=False).info
-    suffix = "-compact" + (f"-{args.vocab_size}" if args.vocab_size else "")
-    compact_dir = Path(full.path).with_name(Path(full.path).name + suffix)
-    compact = prepare_dataset(full.source, compact_dir, vocab="compact", vocab_size=args.vocab_size, progress=False,
-                              **full.source_options)
-    vocabulary = TokenDataset.open(compact.path).tokenizer.vocabulary
-    compact_model = replace(preset.model, vocab_size=compact.n_vocab)
+    source, options = (args.data, {}) if args.data else (preset.data_source, preset.data_options)
+    size = args.vocab_size or preset.vocab_size
+    root = Path(__file__).resolve().parent.parent / "data"
+    stem = f"{Path(source).name}-{preset.name}" if options else Path(source).name
+    quiet = dict(progress=False, log=lambda line: None)
+    full = prepare_dataset(source, root / f"{stem}-full", **options, **quiet)
+    compact = prepare_dataset(source, root / f"{stem}-compact{size or ''}", vocab="compact", vocab_size=size,
+                              **options, **quiet)
+    full_data, compact_data = TokenDataset.open(full.path, log=quiet["log"]), TokenDataset.open(compact.path,
+                                                                                                log=quiet["log"])
+    vocabulary = compact_data.tokenizer.vocabulary
+    full_model = preset.model.with_tokenizer(full_data.tokenizer)
+    compact_model = preset.model.with_tokenizer(compact_data.tokenizer)
     train_config = replace(preset.train, dtype="float32")
     tokens_per_step = train_config.tokens_per_step(preset.model.block_size)
     print(f"preset {preset.name!r}: {preset.model.n_layer} layers x {preset.model.n_embd}, {tokens_per_step:,} tokens "
           f"per step, fp32 on the CPU, {torch.get_num_threads()} threads; this CPU "
           f"{'has' if cpu_has_native_bf16() else 'lacks'} native bf16")
-    print(f"data: {full.source!r} {full.source_options}; compact vocabulary: {compact.n_vocab:,} ids "
-          f"(of {full.n_vocab:,}), covering {vocabulary.coverage['train']:.2%} of the training tokens")
+    print(f"data: {source!r} {options or ''}; compact vocabulary: {compact_data.vocab_size:,} ids (of "
+          f"{full_data.vocab_size:,}), covering {vocabulary.coverage['train']:.2%} of the training tokens and "
+          f"{vocabulary.coverage['validation']:.2%} of the validation tokens")
 
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(1, maxtasksperchild=1) as pool:  # first, while this process is still small
         memory = {
-            "full": pool.apply(peak_memory_mb, (preset.model, train_config, full.path, args.memory_steps)),
+            "full": pool.apply(peak_memory_mb, (full_model, train_config, full.path, args.memory_steps)),
             "compact": pool.apply(peak_memory_mb, (compact_model, train_config, compact.path, args.memory_steps)),
         }
     print(f"peak memory of a process training {args.memory_steps} steps: full {memory['full']:,.0f} MB, compact "
           f"{memory['compact']:,.0f} MB (the full one {memory['full'] / memory['compact']:.1f}x the compact one)")
 
-    steps = {"full": TrainingStep(preset.model, train_config, full.path),
+    steps = {"full": TrainingStep(full_model, train_config, full.path),
              "compact": TrainingStep(compact_model, train_config, compact.path)}
-    for size in args.sizes:
-        steps[f"{size:,}-id"] = TrainingStep(replace(preset.model, vocab_size=size), train_config, compact.path)
+    for other in args.sizes:  # fewer ids than the compact vocabulary: a dataset of their own; more: a larger head
+        data_dir = compact.path
+        if other < compact_data.vocab_size:
+            data_dir = prepare_dataset(source, root / f"{stem}-compact{other}", vocab="compact", vocab_size=other,
+                                       **options, **quiet).path
+        steps[f"{other:,}-id"] = TrainingStep(replace(compact_model, vocab_size=other), train_config, data_dir)
     seconds = time_alternately(steps, rounds=args.rounds)
     speed = {name: tokens_per_step / s for name, s in seconds.items()}
     for name in steps:

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from slm_helpers.errors import SlmError, Terminated, describe_os_error
@@ -176,6 +177,9 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=None, help="where to write weights, checkpoint and history "
                                                         "(default: runs/<preset>)")
     parser.add_argument("--max-iters", type=positive_int, default=None, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--init-from", default=None,
+                        help="fine-tune: start from these weights (a run's best_model_params.pt) with the preset's "
+                             "fine-tuning settings, on --data-dir or the preset's request records (notebook 08)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace a run that --out-dir already holds")
     parser.add_argument("--device", type=device, default=None, help="auto, cpu, cuda, cuda:N, mps")
@@ -188,15 +192,23 @@ def train_main(argv: list[str] | None = None) -> int:
     if args.preset is None and os.environ.get("SLM_PRESET") and os.environ["SLM_PRESET"] not in PRESETS:
         parser.error(f"SLM_PRESET={os.environ['SLM_PRESET']!r} is not a preset: choose one of {', '.join(PRESETS)}")
 
+    base = get_preset(args.preset)
+    if args.init_from:
+        if base.finetune is None:
+            parser.error(f"the {base.name} preset has no fine-tuning settings: use --preset ci, cpu or gpu")
+        if not Path(args.init_from).is_file():
+            parser.error(f"--init-from {args.init_from}: no such file (a run's best_model_params.pt, e.g. "
+                         f"{base.out_dir / 'best_model_params.pt'})")
+        base = replace(base, train=base.finetune)
     overrides = {k: v for k, v in dict(max_steps=args.max_iters, device=args.device, dtype=args.dtype).items()
                  if v is not None}
-    if "max_steps" in overrides and overrides["max_steps"] <= get_preset(args.preset).train.warmup_steps:
+    if "max_steps" in overrides and overrides["max_steps"] <= base.train.warmup_steps:
         overrides["warmup_steps"] = overrides["max_steps"] // 10
         print(f"--max-iters {args.max_iters} is within the preset's warmup: warming up over "
               f"{overrides['warmup_steps']} steps")
-    preset = get_preset(args.preset, **overrides)
+    preset = replace(base, train=replace(base.train, **overrides))
     choose_device(preset.train.device)  # a device this machine lacks is an error before anything is prepared
-    out_dir = Path(args.out_dir) if args.out_dir else preset.out_dir
+    out_dir = Path(args.out_dir) if args.out_dir else preset.finetune_dir if args.init_from else preset.out_dir
     folder = RunFolder(out_dir)
     # Process 0 holds the run's folder from here to the end, and checks it before a long preparation.
     with folder.held() if rank_from_environment() == 0 else contextlib.nullcontext():
@@ -208,22 +220,29 @@ def _train(preset, folder, args) -> int:
     import torch
 
     from slm_helpers.data import TokenDataset, preset_dataset
+    from slm_helpers.instruct import is_requests_folder, preset_requests
     from slm_helpers.processes import start as start_processes
     from slm_helpers.train import train
 
     rank, _, world_size = start_processes(preset.train.device)  # long timeout: rank 0 may prepare the data first
     try:
-        if rank == 0:
+        if args.init_from:  # fine-tuning: the data is read in the tokenizer of the weights
+            data = _explicit_data_dir(args.data_dir) if args.data_dir else preset_requests(preset)
+            print(f"fine-tuning {args.init_from} on {data}")
+        elif args.data_dir and is_requests_folder(args.data_dir):
+            raise SlmError(f"{args.data_dir} holds request records, which fine-tune a trained model: add --init-from "
+                           f"{preset.out_dir / 'best_model_params.pt'} (or another run's weights)")
+        elif rank == 0:
             data = TokenDataset.open(_explicit_data_dir(args.data_dir)) if args.data_dir else \
                 preset_dataset(preset, progress=not args.no_progress)
             print(f"training on {data.path}: {data.info.splits['train'].tokens:,} train tokens from "
                   f"{data.info.source!r}")
-        if world_size > 1:  # every process trains on the dataset rank 0 found or prepared
+        if world_size > 1 and not args.init_from:  # every process trains on the dataset rank 0 found or prepared
             shared = [str(data.path) if rank == 0 else None]
             torch.distributed.broadcast_object_list(shared, src=0)
             data = TokenDataset.open(shared[0]) if rank else data
         result = train(preset, data_dir=data, out_dir=folder.path, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, init_from=args.init_from)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -248,9 +267,10 @@ def _explicit_data_dir(data_dir: str) -> Path:
     so a mistyped folder is never silently made into a new dataset."""
     from slm_helpers.data import META_FILE
     from slm_helpers.errors import DataError
+    from slm_helpers.instruct import is_requests_folder
 
     path = Path(data_dir)
-    if not (path / META_FILE).is_file():
+    if not (path / META_FILE).is_file() and not is_requests_folder(path):
         if not path.exists():
             raise DataError(f"{path} does not exist: --data-dir names a prepared dataset (prepare one with python -m "
                             f"slm_helpers.data --out-dir {path} ...), or leave it out to use the preset's own")
@@ -272,10 +292,14 @@ def generate_main(argv: list[str] | None = None) -> int:
     from slm_helpers.checkpoint import load_model
     from slm_helpers.device import choose_device
     from slm_helpers.generate import stream_story
+    from slm_helpers.instruct import FEATURES, RequestError, request_prompt
 
     parser = ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
     parser.add_argument("--checkpoint", required=True, help="best_model_params.pt or checkpoint.pt")
     parser.add_argument("--prompt", default="", help="how the story begins (empty: the model starts a story itself)")
+    parser.add_argument("--words", default=None,
+                        help="ask a fine-tuned model (notebook 08) for a story using these words: dog,ball,happy")
+    parser.add_argument("--features", default=None, help=f"with --words: any of {','.join(FEATURES)}")
     parser.add_argument("--max-new-tokens", type=positive_int, default=200)
     parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
     parser.add_argument("--top-k", type=positive_int, default=200)
@@ -284,6 +308,15 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every token")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     args = parser.parse_args(argv)
+    if args.words is not None or args.features is not None:
+        if args.prompt:
+            parser.error("give --prompt, or --words (and --features) for a request, not both")
+        if args.words is None:
+            parser.error("--features goes with --words: say which words the story must use")
+        try:
+            args.prompt = request_prompt(args.words, args.features or ())
+        except RequestError as error:
+            parser.error(str(error))
     device, _ = choose_device(args.device)  # a device this machine lacks is an error before any loading
     model, tokenizer = load_model(args.checkpoint, device)
     pieces = stream_story(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,

@@ -48,6 +48,19 @@ class Preset:
     # Used, saying so in one line, when data_source is the hub and the hub cannot be reached.
     fallback_source: str | None = None
     fallback_options: dict = field(default_factory=dict)
+    # Notebook 08: fine-tuning the trained model on request records (slm_helpers.instruct).
+    finetune: TrainConfig | None = None
+    requests: dict = field(default_factory=dict)  # train_records, validation_records
+
+    def requests_dir_for(self, source: str) -> Path:
+        """Where the request records of notebook 08 made from ``source`` live, beside the data
+        (``requests-tinystories-cpu``, ``requests-synthetic-ci``)."""
+        return Path(os.environ.get(DATA_DIR_ENV) or project_root() / "data") / f"requests-{Path(source).name}-{self.name}"
+
+    @property
+    def finetune_dir(self) -> Path:
+        """Where fine-tuning writes its run (``runs/<preset>-requests``)."""
+        return self.out_dir.with_name(f"{self.name}-requests")
 
     def data_dir_for(self, source: str, options: dict) -> Path:
         """Where a dataset of ``source`` lives (``$SLM_DATA_DIR`` or ``data/`` in the
@@ -103,6 +116,11 @@ PRESETS: dict[str, Preset] = {
             eval_interval=50, eval_batches=4, weight_decay=0.1,
             device="cpu", dtype="float32",  # reproducible everywhere: the saved outputs are compared by nbval
         ),
+        finetune=TrainConfig(
+            batch_size=16, grad_accum_steps=1, max_steps=150, warmup_steps=10, learning_rate=3e-3, min_lr=3e-4,
+            eval_interval=50, eval_batches=4, weight_decay=0.1, device="cpu", dtype="float32",
+        ),
+        requests=dict(train_records=1_000, validation_records=100, window_words=30),
     ),
     # 700 steps x 2,048 tokens = 1.4M tokens (about 6,500 stories' worth), from the first 20,000
     # TinyStories (~4.3M tokens, so no story is seen twice on average). Measured on a 2-core CPU:
@@ -128,6 +146,9 @@ PRESETS: dict[str, Preset] = {
         data_source="tinystories",
         model=ORIGINAL_MODEL,
         train=GPU_TRAIN,
+        finetune=replace(GPU_TRAIN, max_steps=1_000, warmup_steps=50, learning_rate=2e-4, min_lr=2e-5,
+                         eval_interval=100, eval_batches=20),
+        requests=dict(train_records=100_000, validation_records=500, window_words=70),
     ),
     # One epoch: 15,000 steps x 32,768 tokens = 492M tokens, about all of TinyStories' train split.
     "gpu-long": Preset(

@@ -100,22 +100,26 @@ class CompactVocabulary:
         return vocabulary
 
 
-def build_vocabulary(train_counts: np.ndarray, eot_token: int, vocab_size: int | None = None) -> CompactVocabulary:
+def build_vocabulary(train_counts: np.ndarray, eot_token: int, vocab_size: int | None = None,
+                     reserved: Sequence[int] = ()) -> CompactVocabulary:
     """The compact vocabulary of a training split, from how often each GPT-2 id occurs in it.
 
-    ``vocab_size=None`` keeps every id the split uses. A ``vocab_size`` K keeps the K - 1 most
-    frequent and maps the rest to the unknown id, so the model's ``vocab_size`` is exactly K.
-    ``eot_token`` is kept either way: it separates the stories. Ties go to the lower id, so
-    the same data always gives the same mapping."""
-    used = int(np.count_nonzero(train_counts))
-    if vocab_size is not None and not 2 <= vocab_size <= MAX_IDS:
-        raise VocabularyError(f"vocab_size must be between 2 and {MAX_IDS:,} (the bins hold uint16), not {vocab_size}")
-    keep = used if vocab_size is None else min(vocab_size - 1, used)
+    ``vocab_size=None`` keeps every id the split uses. A ``vocab_size`` K keeps exactly K - 1
+    ids and maps the rest to the unknown id, so the model's ``vocab_size`` is exactly K.
+    ``eot_token`` (it separates the stories) and the ``reserved`` ids (the request format's,
+    which notebook 08 fine-tunes a model to read) are kept either way, in place of the rarest;
+    the others are the most frequent. Ties go to the lower id, so the same data always gives
+    the same mapping."""
+    always = list(dict.fromkeys([eot_token, *reserved]))
+    if vocab_size is not None and not len(always) + 1 <= vocab_size <= MAX_IDS:
+        raise VocabularyError(f"vocab_size must be between {len(always) + 1} (the ids always kept and the unknown id) "
+                              f"and {MAX_IDS:,} (the bins hold uint16), not {vocab_size}")
     order = np.lexsort((np.arange(len(train_counts)), -train_counts))  # most frequent first, then lower id
-    kept = [int(i) for i in order[:keep] if train_counts[i] > 0]
-    if eot_token not in kept:  # the story separator: always kept (with a size: in place of the rarest)
-        full = vocab_size is not None and len(kept) == vocab_size - 1
-        kept = kept[:-1] + [eot_token] if full else kept + [eot_token]
+    pinned = set(always)
+    frequent = [int(i) for i in order if train_counts[i] > 0 and int(i) not in pinned]
+    room = len(frequent) if vocab_size is None else vocab_size - 1 - len(always)
+    keep = set(frequent[:room]) | pinned
+    kept = [int(i) for i in order if int(i) in keep]
     if len(kept) + 1 > MAX_IDS:
         raise VocabularyError(f"the training split uses {len(kept):,} distinct ids, more than uint16 holds with an "
                               f"unknown id: give a vocab_size of at most {MAX_IDS:,}")

@@ -45,6 +45,7 @@ from slm_helpers.data.sources import (
 )
 from slm_helpers.errors import DataError, Terminated, check_int
 from slm_helpers.folders import check_folder, hold, write_atomically
+from slm_helpers.instruct import format_text
 from slm_helpers.stories import is_validation_story
 from slm_helpers.tokenizer import Tokenizer, get_tokenizer
 from slm_helpers.vocab import MAX_IDS, CompactVocabulary, build_vocabulary, with_coverage
@@ -194,8 +195,18 @@ def _check_vocab_options(vocab: str, vocab_size: int | None) -> None:
             raise DataError("vocab_size (--vocab-size) is for vocab='compact' (--vocab compact); the full vocabulary "
                             "is GPT-2's 50,257 ids")
         check_int("vocab_size", vocab_size, 1, DataError)
-        if not 2 <= vocab_size <= MAX_IDS:
-            raise DataError(f"vocab_size must be between 2 and {MAX_IDS:,} (the bins hold uint16), not {vocab_size:,}")
+        smallest = len(reserved_ids()) + 1  # with the unknown id
+        if not smallest <= vocab_size <= MAX_IDS:
+            raise DataError(f"vocab_size must be between {smallest} (the ids always kept, the request format's and "
+                            f"<|endoftext|>, and the unknown id) and {MAX_IDS:,} (the bins hold uint16), not "
+                            f"{vocab_size:,}")
+
+
+def reserved_ids() -> list[int]:
+    """The GPT-2 ids a compact vocabulary keeps even when its stories never use them: the
+    request format's (:func:`slm_helpers.instruct.format_text`), so a model trained on these
+    stories can be fine-tuned to read requests (notebook 08)."""
+    return sorted(set(get_tokenizer().encode_ordinary(format_text())))
 
 
 def _renumber(out_dir: Path, vocab_size: int | None, log: Callable[[str], None]) -> CompactVocabulary:
@@ -207,14 +218,17 @@ def _renumber(out_dir: Path, vocab_size: int | None, log: Callable[[str], None])
         tokens = np.memmap(out_dir / f"{split}.bin.tmp", dtype=TOKEN_DTYPE, mode="r")
         counts[split] = sum((np.bincount(tokens[i : i + RENUMBER_CHUNK], minlength=gpt2.n_vocab)
                              for i in range(0, len(tokens), RENUMBER_CHUNK)), np.zeros(gpt2.n_vocab, np.int64))
-    vocabulary = with_coverage(build_vocabulary(counts["train"], gpt2.eot_token, vocab_size), counts)
+    reserved = reserved_ids()
+    vocabulary = with_coverage(build_vocabulary(counts["train"], gpt2.eot_token, vocab_size, reserved), counts)
     for split in SPLITS:
         tokens = np.memmap(out_dir / f"{split}.bin.tmp", dtype=TOKEN_DTYPE, mode="r+")
         for i in range(0, len(tokens), RENUMBER_CHUNK):
             tokens[i : i + RENUMBER_CHUNK] = vocabulary.to_compact(tokens[i : i + RENUMBER_CHUNK])
         tokens.flush()
         del tokens
-    log(f"compact vocabulary: {vocabulary.size:,} ids ({len(vocabulary.gpt2_ids):,} GPT-2 ids and one unknown id) "
+    unused = sum(counts["train"][i] == 0 for i in set(reserved))
+    log(f"compact vocabulary: {vocabulary.size:,} ids ({len(vocabulary.gpt2_ids) - unused:,} GPT-2 ids of the stories, "
+        f"{unused} more of the request format and one unknown id) "
         f"cover {vocabulary.coverage['train']:.2%} of the training tokens and "
         f"{vocabulary.coverage['validation']:.2%} of the validation tokens")
     return vocabulary

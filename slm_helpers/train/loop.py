@@ -25,14 +25,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm  # one live bar in JupyterLab and Colab, text in a terminal
 
 from slm_helpers import processes
-from slm_helpers.checkpoint import RunFolder, check_resumable, model_record, training_record
+from slm_helpers.checkpoint import RunFolder, check_resumable, load_model, model_record, training_record
 from slm_helpers.data import TokenDataset, preset_dataset
 from slm_helpers.device import (
     autocast_context,
@@ -42,7 +42,8 @@ from slm_helpers.device import (
     make_grad_scaler,
 )
 from slm_helpers.errors import CheckpointError, SlmError, check_int
-from slm_helpers.evaluate import batches_of, estimate_loss, sample_text
+from slm_helpers.evaluate import SAMPLE_PROMPT, batches_of, estimate_loss, sample_text
+from slm_helpers.instruct import RequestData, is_requests_folder
 from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig, make_optimizer, make_scheduler, optimizer_step
 from slm_helpers.plan import describe_plan, remaining_time_line
@@ -167,7 +168,8 @@ class _Run:
         if hasattr(self.data, "bits_per_byte"):  # a dataset that counted its bytes of text
             record.update(train_bpb=self.data.bits_per_byte("train", losses["train"]),
                           val_bpb=self.data.bits_per_byte("validation", losses["validation"]))
-        record["sample"] = sample_text(self.gpt, self.data.tokenizer) if self.rank == 0 else ""
+        prompt = getattr(self.data, "sample_prompt", SAMPLE_PROMPT)  # request records: a request
+        record["sample"] = sample_text(self.gpt, self.data.tokenizer, prompt) if self.rank == 0 else ""
         return record
 
     def keep(self, record: dict) -> bool:
@@ -252,6 +254,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     stop_at_step: int | None = None,
+    init_from: str | os.PathLike | None = None,
     progress: bool = True,
     log=print,
 ) -> TrainResult:
@@ -266,6 +269,11 @@ def train(
     earlier run in ``out_dir`` is replaced only with ``overwrite=True``. ``stop_at_step``
     stops early, as an interruption would (after writing a checkpoint), which is how the
     resume demonstration and tests interrupt a run.
+
+    ``init_from`` (a weights file, such as a run's ``best_model_params.pt``) fine-tunes: the
+    model starts from those weights, with their architecture and tokenizer, and ``data_dir``
+    may then be a folder of request records (:mod:`slm_helpers.instruct`); the checkpoint
+    records where it started.
     """
     preset, model_config, config, folder = _arguments(preset, model_config, train_config, out_dir, stop_at_step)
     rank = processes.rank_from_environment()  # under torchrun, process 0 holds the folder and writes the files
@@ -273,7 +281,7 @@ def train(
         resuming = folder.check_start(resume, overwrite)
         if resume and not resuming:
             log(f"no run in {folder.path} yet: starting from step 0")
-        run, reasons = _start_run(preset, model_config, config, data_dir, folder, resuming, log)
+        run, reasons = _start_run(preset, model_config, config, data_dir, folder, resuming, log, init_from)
         if overwrite and not resume and run.rank == 0:
             folder.clear()
         if run.world_size > 1:
@@ -366,12 +374,16 @@ def _arguments(preset, model_config, train_config, out_dir, stop_at_step):
 
 
 def _start_run(preset, model_config: GPTConfig, config: TrainConfig, data_dir, folder: RunFolder, resuming: bool,
-               log) -> tuple[_Run, tuple[str, str]]:
-    """The dataset, the processes, the device and precision, and a fresh model (restored from
-    the checkpoint when resuming, once it is checked to be this run's)."""
+               log, init_from=None) -> tuple[_Run, tuple[str, str]]:
+    """The dataset, the processes, the device and precision, and a fresh model (or the one
+    ``init_from`` holds; restored from the checkpoint when resuming, once it is checked to be
+    this run's)."""
     if data_dir is None and preset is None:
         raise SlmError("Give data_dir (a prepared dataset) or a preset, whose dataset is prepared if missing.")
-    data = preset_dataset(preset, progress=False, log=log) if data_dir is None else batches_of(data_dir)
+    base = load_model(init_from) if init_from is not None else None
+    if base is not None:
+        model_config = replace(base[0].config, dropout=model_config.dropout)
+    data = _open_data(preset, data_dir, base, log)
     rank, local_rank, world_size = processes.start(config.device)
     say = log if rank == 0 else (lambda *a, **k: None)
     model_config = _model_config_for(data, model_config, say)
@@ -387,12 +399,32 @@ def _start_run(preset, model_config: GPTConfig, config: TrainConfig, data_dir, f
     if device.type == "cpu":
         keep_large_buffers_on_the_heap()
     torch.manual_seed(config.seed + rank)  # the initial weights and dropout; each process its own stream
-    run = _Run(GPT(model_config).to(device), config, data, folder, device, dtype, rank, world_size, say)
+    gpt = GPT(model_config)
+    if base is not None:
+        gpt.load_state_dict(base[0].state_dict())
+    run = _Run(gpt.to(device), config, data, folder, device, dtype, rank, world_size, say,
+               init_from=str(init_from) if init_from is not None else None)
     if checkpoint is not None:
         run.restore(checkpoint)
         if rank == 0:
             folder.write_history(run.history)  # a damaged or missing history.json is written again
     return run, (device_reason, dtype_reason)
+
+
+def _open_data(preset, data_dir, base, log):
+    """The batch source: the preset's dataset, a dataset folder or object, or (fine-tuning a
+    model, ``base``) a folder of request records in that model's tokenizer."""
+    if is_requests_folder(data_dir):
+        if base is None:
+            raise SlmError(f"{data_dir} holds request records, which fine-tune a trained model: give init_from, "
+                           "e.g. init_from='runs/cpu/best_model_params.pt' (--init-from)")
+        return RequestData.open(data_dir, base[1])
+    data = preset_dataset(preset, progress=False, log=log) if data_dir is None else batches_of(data_dir)
+    if base is not None and data.tokenizer.name != base[0].config.tokenizer:
+        raise SlmError(f"the data holds ids of the tokenizer {data.tokenizer.name!r}, but the model to fine-tune reads "
+                       f"{base[0].config.tokenizer!r}: fine-tune on data in the model's own tokenizer (request "
+                       "records are tokenized for it)")
+    return data
 
 
 def _model_config_for(data, model_config: GPTConfig, log) -> GPTConfig:
