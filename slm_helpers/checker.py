@@ -72,3 +72,30 @@ def score(records: Sequence[Record], stories: Sequence[str]) -> Score:
     asked = [has_dialogue(s) for r, s in zip(records, stories) if "Dialogue" in r.features]
     return Score(sum(shares) / len(shares), sum(x == 1.0 for x in shares) / len(shares),
                  sum(asked) / len(asked) if asked else None, len(stories))
+
+
+def answer_requests(model, tokenizer, records: Sequence[Record], temperature: float = 0.8, seed: int = 0,
+                    max_new_tokens: int | None = None) -> list[str]:
+    """The story ``model`` writes for each record's request (the prompt removed): the ``i``-th
+    sampled with seed ``seed + i``, so the same model always writes the same stories. By
+    default a story may fill the model's context after its prompt."""
+    from slm_helpers.generate import write_story
+
+    stories = []
+    for i, record in enumerate(records):
+        prompt = record.prompt()
+        room = model.config.block_size - len(tokenizer.encode_ordinary(prompt))
+        text = write_story(model, tokenizer, prompt, max_new_tokens=max_new_tokens or max(room, 1),
+                           temperature=temperature, seed=seed + i, log=lambda line: None)
+        stories.append(text[len(prompt):].strip())
+    return stories
+
+
+def ceiling_stories(tokenizer, records: Sequence[Record], block_size: int) -> list[str]:
+    """The records' own stories, cut where a model's story for the same prompt must stop (its
+    context after the prompt): the best score a model of that context can reach."""
+    stories = []
+    for record in records:
+        room = block_size - len(tokenizer.encode_ordinary(record.prompt()))
+        stories.append(tokenizer.decode(tokenizer.encode_ordinary(record.story)[: max(room, 1)]))
+    return stories

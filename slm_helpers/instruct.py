@@ -343,6 +343,20 @@ def is_requests_folder(folder) -> bool:
 # ----------------------------------------------------------------------------- batches
 
 
+def example_row(prompt: list[int], story: list[int], block_size: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch row of one record: the inputs are the prompt's ids then the story's (ending with
+    ``<|endoftext|>``), cut to ``block_size`` and padded with ``pad``; the targets are the
+    inputs shifted by one, with -1 (no loss) where the next token is still the prompt's and
+    after the story's end."""
+    ids = (prompt + story)[: block_size + 1]
+    ends = len(ids) - 1  # targets from here on are padding
+    ids = ids + [pad] * (block_size + 1 - len(ids))
+    x, y = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
+    y[: len(prompt) - 1] = -1  # the target at position len(prompt) - 1 is the story's first token
+    y[ends:] = -1
+    return x, y
+
+
 class RequestData:
     """Records as a batch source for :func:`slm_helpers.train.train`: each row of a batch is
     one record from its start, its prompt and story in the model's tokenizer, followed by
@@ -371,23 +385,12 @@ class RequestData:
 
     def example(self, record: Record, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One row: inputs and targets, the targets -1 where no loss is taken."""
-        prompt, story = self.encode(record)
-        return self._row(prompt, story, block_size)
-
-    def _row(self, prompt: list[int], story: list[int], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = (prompt + story)[: block_size + 1]
-        loss_from = len(prompt) - 1  # the target at position len(prompt) - 1 is the story's first token
-        ends = len(ids) - 1  # targets past the story's end are padding
-        ids = ids + [self.tokenizer.eot_token] * (block_size + 1 - len(ids))
-        x, y = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
-        y[:loss_from] = -1
-        y[ends:] = -1
-        return x, y
+        return example_row(*self.encode(record), block_size, self.tokenizer.eot_token)
 
     def batch(self, split: str, batch_size: int, block_size: int, generator=None, device="cpu"):
         rows = self.rows[split]
         picks = torch.randint(len(rows), (batch_size,), generator=generator).tolist()
-        x, y = zip(*(self._row(*rows[i], block_size) for i in picks))
+        x, y = zip(*(example_row(*rows[i], block_size, self.tokenizer.eot_token) for i in picks))
         return torch.stack(x).to(device), torch.stack(y).to(device)
 
     def identity(self) -> dict:

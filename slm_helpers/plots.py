@@ -104,8 +104,30 @@ def show_tokens(tokenizer, text: str, width: float = 11.0, fontsize: int = 12):
     them, wrapped like a paragraph (spaces shown as ``·``, since most tokens begin with one).
     Returns the figure (notebook 01)."""
     ids = tokenizer.encode_ordinary(text)
-    pieces = [tokenizer.decode([i]).replace(" ", "·").replace("\n", "↵") for i in ids]
     colours = plt.get_cmap("Pastel1").colors
+    return _token_boxes([_piece(tokenizer, i) for i in ids], [colours[i % len(colours)] for i in range(len(ids))],
+                        f"{len(ids)} tokens for {len(text)} characters (· is a space)", width, fontsize)
+
+
+def show_loss_mask(tokenizer, inputs, targets, width: float = 11.0, fontsize: int = 12):
+    """One row of a fine-tuning batch drawn as its input tokens: green where the next token
+    is a target the loss counts, grey where it is not (the request, the padding). Notebook 08."""
+    inputs, targets = [int(i) for i in inputs], [int(t) for t in targets]
+    shown = len(inputs) - next((k for k, t in enumerate(reversed(targets)) if t != -1), len(targets)) + 1
+    shown = min(shown, len(inputs))  # the padding after the story's end is left out, but for one token
+    colours = ["#b7e4c7" if t != -1 else "#d9d9d9" for t in targets[:shown]]
+    counted = sum(t != -1 for t in targets)
+    return _token_boxes([_piece(tokenizer, i) for i in inputs[:shown]], colours,
+                        f"green: the loss counts the next token ({counted} positions); grey: it does not "
+                        f"({len(targets) - counted}, the request and the padding)", width, fontsize)
+
+
+def _piece(tokenizer, token_id: int) -> str:
+    return tokenizer.decode([token_id]).replace(" ", "·").replace("\n", "↵")
+
+
+def _token_boxes(pieces: list[str], colours: list, title: str, width: float, fontsize: int):
+    """Tokens as boxes of the given colours, wrapped like a paragraph, under ``title``."""
     fig = plt.figure(figsize=(width, 1))
     renderer = fig.canvas.get_renderer()
     x, y, line_height, positions = 0.0, 0.0, 0.0, []
@@ -120,13 +142,34 @@ def show_tokens(tokenizer, text: str, width: float = 11.0, fontsize: int = 12):
         x, line_height = x + w + 0.04, max(line_height, h)
     height = y + line_height + 0.3
     fig.set_size_inches(width, height)
-    for i, ((px, py), piece) in enumerate(zip(positions, pieces)):
+    for (px, py), piece, colour in zip(positions, pieces, colours):
         fig.text((px + 0.1) / width, 1 - (py + 0.15 + line_height / 2) / height, piece, fontsize=fontsize,
                  family="monospace", va="center",
-                 bbox=dict(boxstyle="round,pad=0.15", facecolor=colours[i % len(colours)], edgecolor="none"))
-    fig.suptitle(f"{len(ids)} tokens for {len(text)} characters (· is a space)", fontsize=fontsize, y=1.0,
-                 va="bottom")
+                 bbox=dict(boxstyle="round,pad=0.15", facecolor=colour, edgecolor="none"))
+    fig.suptitle(title, fontsize=fontsize, y=1.0, va="bottom")
     fig.add_axes((0, 0, 1, 1)).axis("off")  # an empty axes: Jupyter draws only figures that have one
+    return fig
+
+
+def plot_scores(scores: dict, title: str = ""):
+    """Checker scores side by side (notebook 08): for each model or text (``scores``' keys),
+    bars for the share of required words used, of stories using every word, and of stories
+    asked for Dialogue that have it."""
+    measures = [("words", "required words used"), ("all_words", "stories using every word"),
+                ("dialogue", "Dialogue when asked")]
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(scores)
+    for k, (name, score) in enumerate(scores.items()):
+        values = [getattr(score, key) if getattr(score, key) is not None else 0.0 for key, _ in measures]
+        bars = ax.bar([i + (k - (len(scores) - 1) / 2) * width for i in range(len(measures))], values, width,
+                      label=name)
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8)
+    ax.set_xticks(range(len(measures)), [label for _, label in measures])
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("share")
+    ax.legend(fontsize=8, loc="upper left", ncols=len(scores))
+    ax.set_title(title)
+    fig.tight_layout()
     return fig
 
 

@@ -121,6 +121,31 @@ def step_without_unscaling(model, optimizer, scaler, grad_clip):
     return norm
 
 
+def targets_by_shifting(prompt, story, block_size, pad):
+    ids = (prompt + story + [pad] * (block_size + 1))[: block_size + 1]
+    y = torch.tensor(ids[1:])
+    y[: len(prompt) - 1] = -1
+    y[len(prompt + story) - 1:] = -1
+    return y.tolist()
+
+
+def targets_masking_one_too_many(prompt, story, block_size, pad):  # masks the story's first target too
+    y = targets_by_shifting(prompt, story, block_size, pad)
+    return [-1 if t < len(prompt) else target for t, target in enumerate(y)]
+
+
+def targets_keeping_the_padding(prompt, story, block_size, pad):  # trains the model to pad
+    ids = (prompt + story + [pad] * (block_size + 1))[: block_size + 1]
+    return [-1 if t < len(prompt) - 1 else target for t, target in enumerate(ids[1:])]
+
+
+def uses_by_regex(story, word):
+    word = word.lower()
+    stem = word[:-1] if word.endswith(("e", "y")) else word
+    pattern = rf"\b({word}(s|es|ed|d|ing)?|{stem}(ing|ed|ies|ied))\b" if stem != word else rf"\b{word}(s|es|ed|d|ing)?\b"
+    return re.search(pattern, story.lower()) is not None
+
+
 @dataclass
 class Exercise:
     id: str
@@ -197,6 +222,14 @@ EXERCISES = [
              lambda a: [lambda c, e, k: math.floor(c / (e - k)) if e > k else None,
                         lambda c, e, k: round(c / (e - k)) if e > k else None,  # 23.3 rounded to 23
                         lambda c, e, k: c / (e - k) if e > k else None]),  # not a whole number of steps
+    Exercise("08.1", "exercise_1", {},
+             lambda a: [targets_by_shifting, lambda p, s, b, pad: np.array(a(p, s, b, pad))],
+             lambda a: [targets_masking_one_too_many,  # the story's first token lost
+                        targets_keeping_the_padding]),
+    Exercise("08.2", "exercise_2", {},
+             lambda a: [uses_by_regex, lambda story, word: a(story.upper(), word)],
+             lambda a: [lambda story, word: word.lower() in story.lower(),  # doghouse uses dog, cattle cat
+                        lambda story, word: word.lower() in re.findall(r"[a-z]+", story.lower())]),  # no forms
 ]
 
 

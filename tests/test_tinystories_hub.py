@@ -102,11 +102,13 @@ def test_cpu_preset_streams_tinystories_when_the_hub_answers(hub):
     cpu = get_preset("cpu")
     notices = []
     info = preset_dataset(cpu, progress=False, log=notices.append).info
-    assert info.source == "tinystories" and info.path == str(cpu.data_dir) and cpu.data_dir.name == "tinystories-cpu"
-    assert hub.read == N_STORIES  # it asks for the first 20,000 / 1,000; this small hub has fewer
-    assert notices == [f"no dataset in {cpu.data_dir}: preparing it from 'tinystories'"]
+    assert info.source == "tinystories" and info.path == str(cpu.data_dir)
+    assert cpu.data_dir.name == "tinystories-cpu-compact8192"
+    assert hub.read == N_STORIES  # it asks for the first 35,000 / 500; this small hub has fewer
+    assert notices[0] == f"no dataset in {cpu.data_dir}: preparing it from 'tinystories'"
+    assert len(notices) == 2 and notices[1].startswith("compact vocabulary: ")  # the stories' ids, how many
     again = preset_dataset(cpu, progress=False, log=notices.append).info
-    assert again == info and len(notices) == 1  # reused, silently
+    assert again == info and len(notices) == 2  # reused, silently
 
 
 def test_unreachable_hub_cpu_says_so_in_one_line_and_uses_the_built_in_stories(hub, monkeypatch):
@@ -123,7 +125,7 @@ def test_unreachable_hub_cpu_says_so_in_one_line_and_uses_the_built_in_stories(h
                                           "TinyStories' on the Hub (LocalEntryNotFoundError)): the cpu preset uses the "
                                           "built-in synthetic stories instead")
     assert "to choose, prepare a dataset into" in fallback_notices[0]
-    assert info.source == "synthetic" and info.path.endswith("synthetic-cpu")  # recorded in meta.json
+    assert info.source == "synthetic" and info.path.endswith("synthetic-cpu-compact8192")  # recorded in meta.json
     refused = (r"could not load roneneldan/TinyStories from the Hugging Face hub \(ConnectionError: .*\): the gpu "
                r"preset trains on all of TinyStories and has no substitute; without internet, prepare TinyStories")
     with pytest.raises(HubUnreachable, match=refused):

@@ -94,8 +94,10 @@ def test_gpu_long_preset_is_about_one_epoch_of_tinystories():
 
 def test_cpu_preset_streams_tinystories_and_falls_back_to_the_built_in_stories():
     cpu = get_preset("cpu")
-    assert cpu.data_source == "tinystories" and cpu.data_options == dict(train_stories=20_000, validation_stories=1_000)
-    assert cpu.fallback_source == "synthetic" and cpu.data_dir.name == "tinystories-cpu"
+    assert cpu.data_source == "tinystories" and cpu.data_options == dict(train_stories=35_000, validation_stories=500)
+    assert cpu.fallback_source == "synthetic" and cpu.data_dir.name == "tinystories-cpu-compact8192"
+    tokens = cpu.train.max_steps * cpu.train.tokens_per_step(cpu.model.block_size)
+    assert tokens <= cpu.data_options["train_stories"] * 200  # ~203 tokens a story: online, no story is seen twice
     assert get_preset("ci").data_source == "synthetic"
 
 
