@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 
@@ -31,7 +30,7 @@ from slm_helpers.device import cpu_has_native_bf16
 from slm_helpers.instruct import prepare_requests, read_records
 from slm_helpers.presets import get_preset
 
-from real_stories_run import ROOT, run  # noqa: I001  (beside this file)
+from real_stories_run import ROOT, run
 
 SHOWN = 3  # prompts whose stories are printed from both models
 REQUESTS = (("dog", "ball", "happy"), ("Dialogue",)), (("tree", "jump", "friend"), ())

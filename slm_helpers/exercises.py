@@ -403,7 +403,8 @@ def _loss_targets(answer, **_):
 def _uses_word(answer, **_):
     from slm_helpers.checker import words_used
 
-    cases = [("The dog ran.", "dog"), ("Two dogs ran.", "dog"), ("She was baking.", "bake"), ("He baked a pie.", "bake"),
+    cases = [("The dog ran.", "dog"), ("Two dogs ran.", "dog"),
+             ("She was baking.", "bake"), ("He baked a pie.", "bake"),
              ("They played all day.", "play"), ("She is playing.", "play"), ("He boxes toys.", "box"),
              ("The doghouse was red.", "dog"), ("A big Cat sat.", "cat"), ("The cattle ate.", "cat"),
              ("Lily smiled.", "smile"), ("He tries again.", "try"), ("It was hot.", "hat"), ("hop", "hope")]

@@ -56,7 +56,8 @@ class Preset:
     def requests_dir_for(self, source: str) -> Path:
         """Where the request records of notebook 08 made from ``source`` live, beside the data
         (``requests-tinystories-cpu``, ``requests-synthetic-ci``)."""
-        return Path(os.environ.get(DATA_DIR_ENV) or project_root() / "data") / f"requests-{Path(source).name}-{self.name}"
+        data_dir = Path(os.environ.get(DATA_DIR_ENV) or project_root() / "data")
+        return data_dir / f"requests-{Path(source).name}-{self.name}"
 
     @property
     def finetune_dir(self) -> Path:

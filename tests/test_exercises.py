@@ -142,7 +142,9 @@ def targets_keeping_the_padding(prompt, story, block_size, pad):  # trains the m
 def uses_by_regex(story, word):
     word = word.lower()
     stem = word[:-1] if word.endswith(("e", "y")) else word
-    pattern = rf"\b({word}(s|es|ed|d|ing)?|{stem}(ing|ed|ies|ied))\b" if stem != word else rf"\b{word}(s|es|ed|d|ing)?\b"
+    pattern = rf"\b{word}(s|es|ed|d|ing)?\b"
+    if stem != word:
+        pattern = rf"\b({word}(s|es|ed|d|ing)?|{stem}(ing|ed|ies|ied))\b"
     return re.search(pattern, story.lower()) is not None
 
 
