@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ OPENING = "Once upon a time, there was a little girl named Lily. She"  # noteboo
 
 def run(command: list[str], log: list[str]) -> str:
     """Run ``python -m ...`` as a learner would, echo it and its output into ``log``."""
-    shown = "python -m " + " ".join(command)
+    shown = "python -m " + shlex.join(arg.replace(f"{ROOT}/", "") for arg in command)
     print(f"$ {shown}", flush=True)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, cwd=ROOT,
@@ -53,7 +54,9 @@ def run(command: list[str], log: list[str]) -> str:
     seconds = time.perf_counter() - started
     if proc.returncode:
         raise SystemExit(f"{shown} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    log += [f"$ {shown}", proc.stdout.rstrip(), *([proc.stderr.rstrip()] if proc.stderr.strip() else []),
+    stdout, stderr = (text.replace(f"{ROOT}/", "").replace(f"{ROOT.parent}/", "../").rstrip()
+                      for text in (proc.stdout, proc.stderr))
+    log += [f"$ {shown}", stdout, *([stderr] if stderr else []),
             f"[{seconds:.0f} s]", ""]
     print(proc.stdout.rstrip()[-1500:], flush=True)
     return proc.stdout

@@ -36,11 +36,18 @@ SHOWN = 3  # prompts whose stories are printed from both models
 REQUESTS = (("dog", "ball", "happy"), ("Dialogue",)), (("tree", "jump", "friend"), ())
 
 
+def ratio_line(tuned: float, base: float) -> str:
+    """How many times more of the asked words the fine-tuned model uses."""
+    if base == 0:
+        return f"words used: fine-tuned {tuned:.0%}, base model 0%"
+    return f"words used: fine-tuned {tuned / base:.1f}x the base model's"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="real stories: a folder of TinyStories files")
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--prompts", type=int, default=100, help="held-out prompts scored")
+    parser.add_argument("--prompts", type=int, default=200, help="held-out prompts scored")
     args = parser.parse_args()
     preset = get_preset(args.preset)
     base_weights = ROOT / "runs" / f"{preset.name}-real-stories" / "best_model_params.pt"
@@ -69,8 +76,7 @@ def main() -> None:
             log)
     summary = [f"held-out prompts: the first {len(records)} records of the validation stories",
                *(f"{name}: {s.line()}" for name, s in scores.items()),
-               f"words used: fine-tuned {scores['fine-tuned'].words / scores['base model'].words:.1f}x the base "
-               "model's",
+               ratio_line(scores["fine-tuned"].words, scores["base model"].words),
                f"fine-tuning took {seconds / 60:.1f} minutes on {os.cpu_count()} cores (native bf16: "
                f"{cpu_has_native_bf16()}), torch {torch.__version__}, float32"]
     for i in range(SHOWN):

@@ -1,9 +1,10 @@
 """Did the story do what was asked? An automatic checker that needs no other model.
 
 For a request's Words: the share of the required words the story uses, counting simple
-inflections (-s, -es, -ed, -ing, and a final e dropped: "bake" -> "baking"). For Dialogue:
-whether the story holds quoted speech. For BadEnding, a crude test, labelled as such: a sad
-word in the story's last two sentences.
+inflections (-s, -es, -ed, -d, -ing; a final e dropped: "bake" -> "baking"; a final y as
+-ies, -ied: "try" -> "tries"). For Dialogue: whether the story holds quoted speech; the score
+reports both. For BadEnding there is only :func:`sad_ending`, a crude test labelled as such (a
+sad word in the story's last two sentences), which the score leaves out.
 
 It checks the surface only: a "story" that lists the required words scores full marks
 (notebook 08 shows it fooled). A better checker would also ask whether the text is a story:
@@ -24,7 +25,9 @@ SENTENCE_END = re.compile(r"(?<=[.!?])[\"”]?\s+")
 
 
 def word_forms(word: str) -> set[str]:
-    """``word`` and its simple inflections: -s, -es, -ed, -ing, -d, and with a final e dropped."""
+    """``word`` and its simple inflections: -s, -es, -ed, -ing, -d, with a final e dropped and a
+    final y as -ies, -ied. Crude on purpose, and it errs both ways: -d also turns "win" into
+    "wind", and irregular forms ("ran" for "run") are missed."""
     word = word.lower()
     forms = {word, word + "s", word + "es", word + "ed", word + "ing", word + "d"}
     if word.endswith("e"):

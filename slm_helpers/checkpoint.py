@@ -315,7 +315,8 @@ def _describe_tokenizer(name: str) -> str:
 
 
 def _describe_data(identity: dict) -> str:
-    splits = ", ".join(f"{s['stories']:,} {name} stories ({s['tokens']:,} tokens)"
+    splits = ", ".join(f"{s['records']:,} {name} records" if "records" in s else
+                       f"{s['stories']:,} {name} stories ({s['tokens']:,} tokens)"
                        for name, s in identity["splits"].items())
     options = f" with {identity['source_options']}" if identity["source_options"] else ""
     return f"{identity['source']!r}{options}: {splits}"
@@ -343,7 +344,7 @@ def check_resumable(checkpoint: dict, path: Path, model_config: GPTConfig, confi
         )
     saved_data = checkpoint["dataset"]
     if saved_data is not None and dataset is not None:
-        keys = ("source", "source_options", "splits")
+        keys = ("source", "source_options", "splits", "fingerprint")  # a fingerprint: request records only
         if any(saved_data.get(k) != dataset.get(k) for k in keys):
             raise CheckpointError(f"{path} was trained on {_describe_data(saved_data)}, but {dataset['path']} holds "
                                   f"{_describe_data(dataset)}: resume on the data the run was trained on, or start a "

@@ -226,9 +226,11 @@ def _train(preset, folder, args) -> int:
 
     rank, _, world_size = start_processes(preset.train.device)  # long timeout: rank 0 may prepare the data first
     try:
-        if args.init_from:  # fine-tuning: the data is read in the tokenizer of the weights
+        if args.init_from and rank == 0:  # fine-tuning: the data is read in the tokenizer of the weights
             data = _explicit_data_dir(args.data_dir) if args.data_dir else preset_requests(preset)
             print(f"fine-tuning {args.init_from} on {data}")
+        elif args.init_from:
+            data = None  # rank 0 finds or makes the records; the others wait for its folder below
         elif args.data_dir and is_requests_folder(args.data_dir):
             raise SlmError(f"{args.data_dir} holds request records, which fine-tune a trained model: add --init-from "
                            f"{preset.out_dir / 'best_model_params.pt'} (or another run's weights)")
@@ -237,10 +239,11 @@ def _train(preset, folder, args) -> int:
                 preset_dataset(preset, progress=not args.no_progress)
             print(f"training on {data.path}: {data.info.splits['train'].tokens:,} train tokens from "
                   f"{data.info.source!r}")
-        if world_size > 1 and not args.init_from:  # every process trains on the dataset rank 0 found or prepared
-            shared = [str(data.path) if rank == 0 else None]
+        if world_size > 1:  # every process trains on the data rank 0 found or prepared
+            shared = [str(data if args.init_from else data.path) if rank == 0 else None]
             torch.distributed.broadcast_object_list(shared, src=0)
-            data = TokenDataset.open(shared[0]) if rank else data
+            if rank:
+                data = shared[0] if args.init_from else TokenDataset.open(shared[0])
         result = train(preset, data_dir=data, out_dir=folder.path, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress, init_from=args.init_from)
     finally:

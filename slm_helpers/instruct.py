@@ -129,12 +129,12 @@ def _split_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _record(lines: list[str]) -> Record | str:
+def _record(lines: list[str], first_block: bool) -> Record | str:
     """The record of one block of lines, or why there is none."""
     first = next((line for line in lines if line.strip()), None)
     if first is None:
         return "empty"
-    if not (HEADER_LINE.match(first) or STORY_LINE.match(first)):
+    if first_block and not (HEADER_LINE.match(first) or STORY_LINE.match(first)):
         return "fragment"  # a file that begins in the middle of a record
     headers: dict[str, str] = {}
     story: list[str] = []
@@ -154,17 +154,19 @@ def _record(lines: list[str]) -> Record | str:
 
 def parse_records(lines: Iterable[str], skipped: Counter | None = None) -> Iterator[Record]:
     """The records in a file's lines (one row per line, as the hub serves it): each block of
-    lines up to ``<|endoftext|>``. A block that begins in the middle of a record or holds no
-    story is skipped, and counted in ``skipped`` by reason."""
+    lines up to ``<|endoftext|>``. The file's first block, when it begins in the middle of a
+    record (no header and no ``Story:`` first), and a block that holds no story are skipped,
+    and counted in ``skipped`` by reason."""
     skipped = Counter() if skipped is None else skipped
     block: list[str] = []
+    first_block = True
     for line in itertools.chain(lines, [EOT_TEXT]):
         line = line.rstrip("\r\n")
         if line.strip() != EOT_TEXT:
             block.append(line)
             continue
-        record = _record(block)
-        block = []
+        record = _record(block, first_block)
+        block, first_block = [], first_block and record == "empty"
         if isinstance(record, Record):
             yield record
         elif record != "empty":
@@ -227,13 +229,17 @@ def _hub_records(counts: dict[str, int], log) -> dict[str, list[Record]]:
         hub = {split: datasets.load_dataset(INSTRUCT_HUB, split=split, streaming=True) for split in counts}
     except Exception as error:  # the hub is out of reach
         raise sources.HubUnreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
-    records = {}
+    records, skipped = {}, {}
     for split, n in counts.items():
-        skipped: Counter = Counter()
+        skipped[split] = Counter()
         lines = (row["text"] for row in hub[split])
-        records[split] = list(itertools.islice(parse_records(lines, skipped), n))
-        if skipped:
-            log(f"{INSTRUCT_HUB} ({split}): skipped {', '.join(f'{k} x {v}' for k, v in sorted(skipped.items()))}")
+        try:
+            records[split] = list(itertools.islice(parse_records(lines, skipped[split]), n))
+        except Exception as error:  # the connection broke while streaming
+            raise sources.HubUnreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+    for split, reasons in skipped.items():
+        if reasons:
+            log(f"{INSTRUCT_HUB} ({split}): skipped {', '.join(f'{k} x {v}' for k, v in sorted(reasons.items()))}")
     return records
 
 
@@ -325,7 +331,7 @@ def read_records(folder: str | os.PathLike, split: str) -> list[Record]:
     path = Path(folder) / f"{split}.jsonl"
     if not (Path(folder) / META_FILE).is_file() or not path.is_file():
         raise DataError(f"{folder} holds no records of requests (no {META_FILE} or {path.name}): make them with "
-                        "prepare_requests(...) (python -m slm_helpers.instruct --out-dir ...)")
+                        "prepare_requests(...), or let train --init-from make the preset's")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         try:
@@ -352,7 +358,7 @@ def example_row(prompt: list[int], story: list[int], block_size: int, pad: int) 
     ends = len(ids) - 1  # targets from here on are padding
     ids = ids + [pad] * (block_size + 1 - len(ids))
     x, y = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
-    y[: len(prompt) - 1] = -1  # the target at position len(prompt) - 1 is the story's first token
+    y[: max(len(prompt) - 1, 0)] = -1  # the target at position len(prompt) - 1 is the story's first token
     y[ends:] = -1
     return x, y
 
@@ -370,6 +376,9 @@ class RequestData:
         if not isinstance(tokenizer, Tokenizer):
             raise SlmError(f"tokenizer must be the model's Tokenizer (model, tokenizer = load_model(path)), not "
                            f"{type(tokenizer).__name__}")
+        for split in ("train", "validation"):
+            if not records.get(split):
+                raise DataError(f"{name} has no {split} records: prepare the folder again with --overwrite")
         self.tokenizer, self.name, self.records = tokenizer, name, records
         self.rows = {split: [self.encode(r) for r in rows] for split, rows in records.items()}
         self.sample_prompt = records["validation"][0].prompt()  # what the run's greedy samples answer
@@ -394,6 +403,10 @@ class RequestData:
         return torch.stack(x).to(device), torch.stack(y).to(device)
 
     def identity(self) -> dict:
+        """What a checkpoint records of these records (the shape of
+        :meth:`TokenDataset.identity`, and a fingerprint of their text), so that a resume on other
+        records, or on a token dataset, is refused."""
         text = "".join(json.dumps(asdict(r)) for split in ("train", "validation") for r in self.records[split])
-        return dict(path=self.name, records={s: len(r) for s, r in self.records.items()},
-                    fingerprint=hashlib.sha256(text.encode()).hexdigest()[:16], tokenizer=self.tokenizer.name)
+        return dict(path=self.name, source="records of requests", source_options=None, tokenizer=self.tokenizer.name,
+                    splits={s: {"records": len(r)} for s, r in self.records.items()},
+                    fingerprint=hashlib.sha256(text.encode()).hexdigest()[:16])
