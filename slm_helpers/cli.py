@@ -177,6 +177,8 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=None, help="where to write weights, checkpoint and history "
                                                         "(default: runs/<preset>)")
     parser.add_argument("--max-iters", type=positive_int, default=None, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--eval-interval", type=positive_int, default=None,
+                        help="evaluate (and save) every N optimizer steps (default: the preset's)")
     parser.add_argument("--init-from", default=None,
                         help="fine-tune: start from these weights (a run's best_model_params.pt) with the preset's "
                              "fine-tuning settings, on --data-dir or the preset's request records (notebook 08)")
@@ -200,7 +202,8 @@ def train_main(argv: list[str] | None = None) -> int:
             parser.error(f"--init-from {args.init_from}: no such file (a run's best_model_params.pt, e.g. "
                          f"{base.out_dir / 'best_model_params.pt'})")
         base = replace(base, train=base.finetune)
-    overrides = {k: v for k, v in dict(max_steps=args.max_iters, device=args.device, dtype=args.dtype).items()
+    overrides = {k: v for k, v in dict(max_steps=args.max_iters, eval_interval=args.eval_interval, device=args.device,
+                                       dtype=args.dtype).items()
                  if v is not None}
     if "max_steps" in overrides and overrides["max_steps"] <= base.train.warmup_steps:
         overrides["warmup_steps"] = overrides["max_steps"] // 10

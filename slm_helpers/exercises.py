@@ -185,8 +185,9 @@ def _no_attention_scaling(answer, preset: str):
         if not ok:
             return ok, hint
     gap = getattr(unscaled, "history", unscaled)[-1]["val_loss"] - getattr(scaled, "history", scaled)[-1]["val_loss"]
-    # Measured with one head of 64: 1.15 nats unscaled against 0.75 scaled; two runs of the same model differ by 0.
-    return gap > 0.2, (f"the second run ends {gap:+.2f} nats from the first: give (scaled, unscaled), both with "
+    # Measured with one head of 64 (ci preset, CPU fp32, so the same everywhere): 0.807 nats unscaled against 0.689
+    # scaled, unscaled behind at every evaluation; two runs of the same model differ by 0.
+    return gap > 0.05, (f"the second run ends {gap:+.2f} nats from the first: give (scaled, unscaled), both with "
                        "n_head=1, the second with scale_attention=False")
 
 

@@ -8,7 +8,7 @@ renumber those ids to the few thousand its stories use (a compact vocabulary,
 A :class:`Tokenizer` is one thing that travels: the dataset records it in ``meta.json``,
 training copies its record into the checkpoint and the weights file, and
 :func:`slm_helpers.checkpoint.load_model` returns it with the model. Its :attr:`name`
-(``"gpt2"``, or ``"gpt2-compact-643-1a2b3c4d5e6f"`` with the mapping's fingerprint) is what
+(``"gpt2"``, or ``"gpt2-compact-658-1a2b3c4d5e6f"`` with the mapping's fingerprint) is what
 a model's configuration names, so ids of one tokenizer are never read by a model of another.
 
 ``tiktoken.get_encoding("gpt2")`` downloads its files on first use. Machines without

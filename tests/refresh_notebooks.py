@@ -13,6 +13,7 @@ ids are added where missing, execution counts run 1..N and no timestamps are sto
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -61,8 +62,6 @@ def colab_link(notebook: Path, repository: str = REPOSITORY) -> str:
 
 def write_links(repository: str = REPOSITORY) -> None:
     """Put ``repository`` into every notebook's setup cell and README.md's Colab links."""
-    import re
-
     for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
@@ -87,7 +86,23 @@ def refresh(paths: list[Path], store: list[Path]) -> None:
             NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
                            resources={"metadata": {"path": str(path.parent)}}).execute()
             if path in store:
-                nbformat.write(without_widgets(nb), path)
+                nbformat.write(without_temporary_paths(without_widgets(nb), scratch), path)
+
+
+def without_temporary_paths(nb, scratch: str):
+    """The outputs with this refresh's scratch folders written as a learner's clone has them
+    (``data/...``, ``runs/ci``), and other temporary folders as ``<a temporary folder>``."""
+
+    def clean(text: str) -> str:
+        return re.sub(r"/tmp/tmp\w+", "<a temporary folder>", text.replace(f"{scratch}/", ""))
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = clean(output["text"])
+            if "text/plain" in output.get("data", {}):
+                output["data"]["text/plain"] = clean(output["data"]["text/plain"])
+    return nb
 
 
 def without_widgets(nb):

@@ -272,7 +272,7 @@ def test_the_notebook_asks_its_exercises_with_the_solutions_inputs(number):
     assert 2 <= len(headings) <= 4
     asked = {}
     for cell in cells:
-        for match in re.finditer(r'check\("(\d\db?\.\d)", [^,]+(?:, (.*))?\)$', "".join(cell["source"]), re.M):
+        for match in re.finditer(r'check\("(\d\db?\.\d)", [^,]+(?:, (.*))?\);?$', "".join(cell["source"]), re.M):
             asked[match.group(1)] = match.group(2) or ""
     expected = [e for e in EXERCISES if e.id.rsplit(".", 1)[0] == number]
     assert sorted(asked) == [e.id for e in expected] and len(headings) == len(expected)

@@ -279,7 +279,7 @@ def _cli(args, env_extra=None, **kwargs):
 @requires_tokenizer
 def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses(tmp_path):
     env = {"SLM_DATA_DIR": str(tmp_path / "data")}
-    args = ["--preset", "ci", "--max-iters", "20"]
+    args = ["--preset", "ci", "--max-iters", "20", "--eval-interval", "5"]
     full = _cli(args + ["--out-dir", str(tmp_path / "full")], env)
     assert full.wait(timeout=300) == 0, full.stderr.read()
     killed = _cli(args + ["--out-dir", str(tmp_path / "killed")], env)
@@ -365,7 +365,7 @@ DDP_STOP_SCRIPT = """
 import sys
 from slm_helpers.presets import get_preset
 from slm_helpers.train import train
-preset = get_preset("ci", max_steps=8)  # what `--max-iters 8` asks for
+preset = get_preset("ci", max_steps=8, warmup_steps=0)  # what `--max-iters 8` asks for
 train(preset, data_dir=sys.argv[1], out_dir=sys.argv[2], stop_at_step=4, progress=False)
 """
 

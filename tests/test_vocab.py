@@ -12,6 +12,7 @@ import torch
 
 from slm_helpers.checkpoint import BEST_WEIGHTS_FILE, CheckpointError
 from slm_helpers.data import VOCAB_FILE, DataError, TokenDataset, load_tokens, prepare_dataset, read_info
+from slm_helpers.data.prepare import reserved_ids
 from slm_helpers.errors import TokenizerError
 from slm_helpers.generate import check_tokenizer, load_model, write_story
 from slm_helpers.presets import get_preset
@@ -58,7 +59,9 @@ def test_compact_ids_map_back_to_exactly_the_gpt2_ids(small_dataset, compact):
     assert [b for b, s in zip(back, seen) if s] == full[seen].tolist()
     assert all(b is None for b, s in zip(back, seen) if not s)
     assert vocabulary.coverage["validation"] == pytest.approx(seen.mean())
-    assert len(vocabulary.gpt2_ids) == len(np.unique(np.asarray(load_tokens(small_dataset.path, "train"))))
+    # the ids the training split uses, and those the request format of notebook 08 needs
+    used = set(np.unique(np.asarray(load_tokens(small_dataset.path, "train"))).tolist())
+    assert set(vocabulary.gpt2_ids) == used | set(reserved_ids())
     assert vocabulary.coverage["train"] == 1.0
     assert compact.eot_token == vocabulary.gpt2_ids.index(get_tokenizer().eot_token)
 
@@ -86,10 +89,11 @@ def test_a_size_keeps_the_most_frequent_ids_and_the_story_separator():
 
 
 def test_a_limited_vocabulary_records_its_coverage_and_marks_unknown_tokens(tmp_path, small_dataset):
-    info = prepare_dataset("synthetic", tmp_path / "k", vocab="compact", vocab_size=50, num_workers=1,
+    # 80 ids: the most frequent, the request format's (notebook 08) and <unk>
+    info = prepare_dataset("synthetic", tmp_path / "k", vocab="compact", vocab_size=80, num_workers=1,
                            progress=False, log=lambda line: None, **STORIES)
     vocabulary = load_vocabulary(info.path)
-    assert info.n_vocab == vocabulary.size == 50
+    assert info.n_vocab == vocabulary.size == 80
     full = np.asarray(load_tokens(small_dataset.path, "train"))
     kept = np.isin(full, vocabulary.gpt2_ids)
     assert vocabulary.coverage["train"] == pytest.approx(kept.mean())
