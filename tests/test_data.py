@@ -13,6 +13,7 @@ import torch
 
 from slm_helpers import data
 from slm_helpers.data import DataError, TokenDataset, get_batch, load_tokens, prepare, prepare_dataset, read_info
+from slm_helpers.data.dataset import FORMAT_VERSION
 from slm_helpers.stories import generate_stories
 from slm_helpers.tokenizer import get_tokenizer
 
@@ -212,6 +213,19 @@ def test_a_dataset_of_an_older_version_gets_its_bytes_of_text_counted_once(small
     info = TokenDataset.open(old, log=said.append).info
     assert info.splits == small_dataset.splits  # the bytes counted from the tokens are those counted from the text
     assert len(said) == 1 and "counted and recorded in its meta.json" in said[0]
-    assert read_info(old).format_version == 2
+    assert read_info(old).format_version == FORMAT_VERSION
     TokenDataset.open(old, log=said.append)
     assert len(said) == 1  # once
+
+
+def test_a_compact_dataset_of_an_older_version_is_named_not_read(tmp_path):
+    """Before format 3 a compact vocabulary lacked the request format's ids (notebook 08 would
+    read its prompts as <unk>): such a dataset is refused in one line that says what to do."""
+    info = prepare_dataset("synthetic", tmp_path / "c", vocab="compact", train_stories=50, validation_stories=10,
+                           num_workers=1, progress=False, log=lambda line: None)
+    meta = json.loads((Path(info.path) / "meta.json").read_text())
+    meta["format_version"] = 2
+    (Path(info.path) / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"prepared by an older version of slm_helpers \(meta.json format 2; .*"
+                                        r"prepare the dataset again with --overwrite"):
+        TokenDataset.open(info.path)

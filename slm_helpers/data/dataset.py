@@ -32,7 +32,9 @@ SPLITS = ("train", "validation")
 TOKEN_DTYPE = np.uint16
 META_FILE = "meta.json"
 VOCAB_FILE = "vocab.json"
-FORMAT_VERSION = 2  # 2: splits count their bytes of text; the tokenizer is named with its mapping's fingerprint
+# 2: splits count their bytes of text; the tokenizer is named with its mapping's fingerprint.
+# 3: a compact vocabulary keeps the ids of notebook 08's request format (a full one is unchanged).
+FORMAT_VERSION = 3
 REDO = "prepare the dataset again with --overwrite (overwrite=True)"
 
 
@@ -128,7 +130,8 @@ def _read_tokenizer(info: DatasetInfo) -> Tokenizer:
                         "prepare the dataset again with slm_helpers.data")
     if info.format_version < FORMAT_VERSION and info.vocab != "full":
         raise DataError(f"{folder} was prepared by an older version of slm_helpers (meta.json format "
-                        f"{info.format_version}, whose compact mapping has no fingerprint): {REDO}")
+                        f"{info.format_version}; a compact vocabulary now keeps the ids that notebook 08's requests "
+                        f"need): {REDO}")
     if info.vocab == "full":
         tokenizer = Tokenizer()
     else:
@@ -200,7 +203,7 @@ class TokenDataset:
         bits per byte need, gets them counted (from its tokens) and recorded, once."""
         _check_files(info)
         tokenizer = _read_tokenizer(info)
-        if info.format_version < FORMAT_VERSION:
+        if info.format_version < 2:  # before bits per byte
             info = _count_bytes(info, tokenizer, log)
         return cls(Path(info.path), info, tokenizer)
 
