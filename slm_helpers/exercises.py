@@ -33,9 +33,15 @@ def _exercise(name: str):
     return register
 
 
-def check(exercise: str, answer, **given) -> bool:
-    """Print whether ``answer`` solves ``exercise`` (``"01.1"`` is notebook 01's first), and
-    return it. ``given`` holds the exercise's inputs (a name, a step...)."""
+def check(exercise: str, answer, **given) -> None:
+    """Print whether ``answer`` solves ``exercise`` (``"01.1"`` is notebook 01's first): what an
+    exercise cell calls last. It returns nothing, so the cell shows only the verdict;
+    :func:`passes` also returns it. ``given`` holds the exercise's inputs (a name, a step...)."""
+    passes(exercise, answer, **given)
+
+
+def passes(exercise: str, answer, **given) -> bool:
+    """Print whether ``answer`` solves ``exercise``, as :func:`check` does, and return it."""
     if exercise not in _CHECKS:
         raise SlmError(f"no exercise {exercise!r}; there are {', '.join(sorted(_CHECKS))}")
     if answer is None:
@@ -321,11 +327,11 @@ def _top_p(answer, **_):
 
 
 @_exercise("06.2")
-def _sample_next(answer, draws: int = 20_000):
+def _sample_next(answer, draws: int = 5_000):
     """Draws ``draws`` tokens with the learner's sampler at several settings and compares the
-    frequencies with the true distribution. With 20,000 draws of 8 ids the sampling noise in
-    the total variation distance is about 0.01; a wrong temperature or top-k moves it by 0.1 or
-    more, so 0.03 accepts every correct sampler and rejects those."""
+    frequencies with the true distribution. With 5,000 draws of 8 ids the sampling noise in
+    the total variation distance is about 0.02 (rarely above 0.035); a wrong temperature or
+    top-k moves it by 0.1 or more, so 0.05 accepts every correct sampler and rejects those."""
     from slm_helpers.generate import next_token_distribution
 
     logits = torch.randn(8, generator=torch.Generator().manual_seed(0)) * 2
@@ -336,7 +342,7 @@ def _sample_next(answer, draws: int = 20_000):
             counts[int(answer(logits.clone(), temperature, top_k, generator))] += 1
         expected = next_token_distribution(logits, temperature=temperature, top_k=top_k)
         distance = 0.5 * (counts / draws - expected).abs().sum().item()
-        if distance > 0.03:
+        if distance > 0.05:
             seen = [round(c, 3) for c in (counts / draws).tolist()]
             return False, (f"at temperature {temperature}, top_k {top_k} the ids came up with frequencies {seen}, "
                            f"not {expected.numpy().round(3).tolist()}: divide the logits by the temperature, keep "

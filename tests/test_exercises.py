@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from slm_helpers.exercises import _CHECKS, SOLUTIONS, check
+from slm_helpers.exercises import _CHECKS, SOLUTIONS, check, passes
 
 from conftest import requires_tokenizer
 
@@ -246,17 +246,17 @@ def test_a_check_accepts_every_correct_answer_and_rejects_the_wrong_ones(exercis
     monkeypatch.setenv("SLM_DATA_DIR", str(tmp_path_factory.getbasetemp() / "exercise-data"))  # out of the repository
     answer = solution(exercise.id, exercise.function, **exercise.given)
     for correct in [answer, *exercise.correct(answer)]:
-        assert check(exercise.id, correct, **exercise.given) is True, capsys.readouterr().out
+        assert passes(exercise.id, correct, **exercise.given) is True, capsys.readouterr().out
         assert capsys.readouterr().out == f"exercise {exercise.id}: correct\n"
     wrong = exercise.wrong(answer)
     assert len(exercise.correct(answer)) >= 2 and len(wrong) >= 2
     for answer in wrong:
-        assert check(exercise.id, answer, **exercise.given) is False
+        assert passes(exercise.id, answer, **exercise.given) is False
         assert capsys.readouterr().out.startswith(f"exercise {exercise.id}: not yet: ")
 
 
 def test_an_unanswered_exercise_points_at_its_solution(capsys):
-    assert check("03.2", None, preset="ci") is False
+    assert passes("03.2", None, preset="ci") is False
     assert capsys.readouterr().out == ("exercise 03.2: not answered yet (a worked solution: "
                                        "notebooks/solutions/03_gpt_model.py)\n")
     with pytest.raises(ValueError, match="no exercise '09.1'"):

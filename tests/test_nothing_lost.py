@@ -112,7 +112,7 @@ def test_a_second_preparation_is_refused_while_the_first_runs(tmp_path):
 
 def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 5, "--data-dir", small_dataset.path,
+    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 10, "--data-dir", small_dataset.path,
             "--out-dir", out]
     proc = start("slm_helpers.train", *args)
     history = out / "history.json"
@@ -159,7 +159,7 @@ def test_a_txt_with_separators_keeps_multi_line_stories_whole(tmp_path, text):
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_untouched(small_dataset, tmp_path):
-    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 5, "--data-dir", small_dataset.path]
+    args = ["--preset", "ci", "--max-iters", 30, "--data-dir", small_dataset.path]
     reference = start("slm_helpers.train", *args, "--out-dir", tmp_path / "reference")
     first = start("slm_helpers.train", *args, "--out-dir", tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "history.json").exists(), first, "the first run's first evaluation")
@@ -180,7 +180,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_unt
 
 def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 5, "--data-dir", small_dataset.path,
+    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 10, "--data-dir", small_dataset.path,
             "--out-dir", out]
     proc = start("slm_helpers.train", *args)
     wait_for(lambda: (out / "history.json").exists() and json.loads((out / "history.json").read_text())[-1]["step"]

@@ -279,7 +279,7 @@ def _cli(args, env_extra=None, **kwargs):
 @requires_tokenizer
 def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses(tmp_path):
     env = {"SLM_DATA_DIR": str(tmp_path / "data")}
-    args = ["--preset", "ci", "--max-iters", "20", "--eval-interval", "5"]
+    args = ["--preset", "ci", "--max-iters", "20", "--eval-interval", "10"]
     full = _cli(args + ["--out-dir", str(tmp_path / "full")], env)
     assert full.wait(timeout=300) == 0, full.stderr.read()
     killed = _cli(args + ["--out-dir", str(tmp_path / "killed")], env)

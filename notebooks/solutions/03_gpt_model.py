@@ -55,8 +55,8 @@ def exercise_3(preset: str = "ci") -> list[dict]:
 
 def exercise_4(preset: str = "ci") -> tuple[list[dict], list[dict]]:
     """With one head of 64 channels, the scaled model ends near 0.69 nats and the unscaled one
-    near 0.81, behind at every evaluation. A score is a sum of 64 products: as the weights grow during training its spread
-    grows like √64 = 8 times that of one product, the softmax puts nearly all the weight on one
-    position, and its gradient vanishes for the others. Dividing by √(head size) keeps the
+    near 0.81, behind at every evaluation. A score is a sum of 64 products: as the weights grow
+    during training its spread grows like √64 = 8 times that of one product, the softmax puts
+    nearly all the weight on one position, and its gradient vanishes for the others. Dividing by √(head size) keeps the
     scores' spread the same whatever the head size; with two heads of 32 the effect is smaller."""
     return list(train_ci(preset, n_head=1)), list(train_ci(preset, n_head=1, scale_attention=False))
