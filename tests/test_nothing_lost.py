@@ -112,7 +112,7 @@ def test_a_second_preparation_is_refused_while_the_first_runs(tmp_path):
 
 def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 10, "--data-dir", small_dataset.path,
+    args = ["--preset", "ci", "--max-iters", 20, "--eval-interval", 10, "--data-dir", small_dataset.path,
             "--out-dir", out]
     proc = start("slm_helpers.train", *args)
     history = out / "history.json"
@@ -123,13 +123,13 @@ def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_d
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err + out_text, err
     step = int(lines[0].split()[3].replace(",", ""))
-    assert lines[0] == f"interrupted at step {step:,} of 30; --resume continues" and 10 <= step < 30
+    assert lines[0] == f"interrupted at step {step:,} of 20; --resume continues" and 10 <= step < 20
     assert "done:" not in out_text
     resumed = start("slm_helpers.train", *args, "--resume")
     out_text, err = finish(resumed, 300)
     assert resumed.returncode == 0, err
-    assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in out_text and "done: 30 steps" in out_text
-    assert load_history(out)[-1]["step"] == 30
+    assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in out_text and "done: 20 steps" in out_text
+    assert load_history(out)[-1]["step"] == 20
 
 
 def test_a_txt_without_separators_is_read_one_story_per_line(tmp_path):
@@ -180,7 +180,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_unt
 
 def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 30, "--eval-interval", 10, "--data-dir", small_dataset.path,
+    args = ["--preset", "ci", "--max-iters", 20, "--eval-interval", 10, "--data-dir", small_dataset.path,
             "--out-dir", out]
     proc = start("slm_helpers.train", *args)
     wait_for(lambda: (out / "history.json").exists() and json.loads((out / "history.json").read_text())[-1]["step"]
@@ -194,7 +194,7 @@ def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_dat
     assert step >= 10 and load_checkpoint(out / "checkpoint.pt")["step"] == step  # the steps since are kept
     resumed = start("slm_helpers.train", *args, "--resume")
     out_text, err = finish(resumed, 300)
-    assert resumed.returncode == 0 and "done: 30 steps" in out_text, err
+    assert resumed.returncode == 0 and "done: 20 steps" in out_text, err
 
 
 @pytest.mark.parametrize("to", ["the main process", "the whole group"])
