@@ -284,24 +284,28 @@ def prepare_requests(source: str | os.PathLike, out_dir: str | os.PathLike, *, t
         except (OSError, ValueError):
             held = None
         if isinstance(held, dict) and held.get("options") == wanted:
+            if held.get("said"):
+                log(held["said"])  # the same line as when they were made: which source, whatever is on disk
             return out_dir
         raise DataError(f"{out_dir} already holds other records ({meta}): choose another folder, or overwrite=True "
                         "(--overwrite) to replace them")
     counts = {"train": train_records, "validation": validation_records}
     if str(source) == "tinystories":
         records = _hub_records(counts, log)
-        log(f"records: the first {train_records:,} and {validation_records:,} of {INSTRUCT_HUB} (its own requests)")
+        said = f"records: the first {train_records:,} and {validation_records:,} of {INSTRUCT_HUB} (its own requests)"
     else:
         records = _story_records(str(source), counts, seed, window_words, log)
-        log(f"records: made from the stories of {str(source)!r} (Words from each story's beginning, Dialogue from its "
-            "quotation marks)")
+        said = (f"records: made from the stories of {str(source)!r} (Words from each story's beginning, Dialogue from "
+                "its quotation marks)")
+    log(said)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in records.items():
         if not rows:
             raise DataError(f"{source!r} gave no {split} records: give a source with stories of both splits")
         text = "".join(json.dumps(asdict(r)) + "\n" for r in rows)
         (out_dir / f"{split}.jsonl").write_text(text)
-    write_json(dict(format_version=FORMAT_VERSION, options=wanted, records={s: len(r) for s, r in records.items()},
+    write_json(dict(format_version=FORMAT_VERSION, options=wanted, said=said,
+                    records={s: len(r) for s, r in records.items()},
                     with_words={s: sum(bool(r.words) for r in rows) for s, rows in records.items()}), meta)
     return out_dir
 

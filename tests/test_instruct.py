@@ -216,6 +216,7 @@ def test_hub_records_are_streamed_and_parsed(instruct_hub, tmp_path):
     again = prepare_requests("tinystories", tmp_path / "req", train_records=5, validation_records=2,
                              log=notices.append)
     assert again == folder and len(instruct_hub) == 2  # reused, not read again
+    assert notices[-1] == f"records: the first 5 and 2 of {INSTRUCT_HUB} (its own requests)"  # the same line
     with pytest.raises(ValueError, match="already holds other records"):
         prepare_requests("tinystories", tmp_path / "req", train_records=6, validation_records=2)
 
