@@ -68,7 +68,12 @@ def say_error(message: str) -> None:
 _TERMINATED: list[bool] = []  # set when SIGTERM arrived, for the exit status
 
 
+_MAIN_PID: list[int] = []  # the process whose command runs; a forked worker inherits the handler, not the role
+
+
 def _terminate(signum, frame):
+    if _MAIN_PID and os.getpid() != _MAIN_PID[0]:  # a worker forked before it reset SIGTERM: end without a word
+        os._exit(128 + signum)
     _TERMINATED.append(True)
     raise Terminated
 
@@ -81,6 +86,7 @@ def interrupted_status() -> int:
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
         on_interrupt: str = "interrupted") -> int:
     """Run a command's ``main`` and turn what goes wrong into one line and an exit status."""
+    _MAIN_PID[:] = [os.getpid()]
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return main(argv)

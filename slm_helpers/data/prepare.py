@@ -100,6 +100,7 @@ def _quiet_worker() -> None:
     """Workers leave Ctrl-C to the main process, which stops them cleanly (no worker
     tracebacks); SIGTERM ends a worker at once, without a word."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler, which a fork inherits
 
 
 def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
