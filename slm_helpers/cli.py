@@ -92,6 +92,9 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
         return main(argv)
     except KeyboardInterrupt:
         print(f"\n{on_interrupt}", file=sys.stderr, flush=True)
+        if _TERMINATED:  # SIGTERM means now: skip the exit-time joins, which could wait on killed workers
+            sys.stdout.flush()
+            os._exit(EXIT_TERMINATED)
         return interrupted_status()
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -212,6 +212,18 @@ def test_sigterm_during_a_parallel_preparation_ends_quietly(tmp_path, to):
     assert proc.returncode == 143, err
     assert err.strip().splitlines() == [INTERRUPTED] and out_text == ""  # no worker's BrokenPipeError
     assert read_info(out) is None and not (out / ".prepare.lock").exists()
+    wait_until_gone(proc.pid)  # no worker is left behind
+
+
+def wait_until_gone(group: int, seconds: float = 20) -> None:
+    deadline = time.time() + seconds
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        assert time.time() < deadline, "a worker process outlived the command"
+        time.sleep(0.1)
 
 
 # ----------------------------------------------------------------------------- damaged files have a way out

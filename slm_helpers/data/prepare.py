@@ -115,6 +115,14 @@ def _progress(desc: str, total: int | None, disable: bool):
     return tqdm(desc=desc, total=total, unit=" stories", unit_scale=True, disable=disable, mininterval=0.5)
 
 
+def _end_workers(executor: ProcessPoolExecutor) -> None:
+    """End the pool's workers now (SIGTERM, which a worker does not catch) and wait for none of them."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _in_order(executor: ProcessPoolExecutor, tasks: Iterable, ahead: int) -> Iterator:
     """``_tokenize_chunk`` of every task, in order, with at most ``ahead`` chunks in flight
     (``executor.map`` would take every task at once, and the corpus with it, into memory)."""
@@ -131,11 +139,12 @@ def _tokenize_in_pool(streams: dict[str, Iterable[str]], workers: int, write: Ca
     """``write(results)``, where ``results`` are the tokenized chunks of every stream, in order,
     computed by ``workers`` processes (in this process if 1).
 
-    Stopping is clean whatever stops it. On Ctrl-C, or SIGTERM to this process, no new chunk is
-    handed out, the chunks being tokenized finish and are dropped, then the workers exit; a
-    second Ctrl-C stops them at once. On SIGTERM to the whole process group the workers are
-    already gone, and nothing waits for them (a ``multiprocessing.Pool`` would wait forever
-    for their lost chunks, or deadlock on a lock a dead worker held)."""
+    Stopping is clean whatever stops it. On Ctrl-C no new chunk is handed out, the chunks being
+    tokenized finish and are dropped, then the workers exit; a second Ctrl-C stops them at once.
+    SIGTERM means now: the workers are ended (if the signal did not already end them) and nothing
+    waits for them. A worker killed while it sent a result leaves half a message in the pipe, and
+    waiting would hang for ever; so would a ``multiprocessing.Pool``, on a lock a dead worker held.
+    The command then leaves without the interpreter's exit-time joins (see ``cli.run``)."""
     stop = threading.Event()
     tasks = ((stream, chunk) for stream, texts in streams.items() for chunk in _chunks(texts, CHUNK_STORIES))
     tasks = itertools.takewhile(lambda _: not stop.is_set(), tasks)
@@ -149,11 +158,13 @@ def _tokenize_in_pool(streams: dict[str, Iterable[str]], workers: int, write: Ca
                         "with --workers 1 if it happens again") from None
     except BaseException as error:  # Ctrl-C, SIGTERM, a bad story file, a full disk
         stop.set()
+        if isinstance(error, Terminated):
+            _end_workers(executor)
+            raise
         try:
-            executor.shutdown(wait=not isinstance(error, Terminated), cancel_futures=True)
+            executor.shutdown(wait=True, cancel_futures=True)
         except KeyboardInterrupt:  # a second Ctrl-C: now
-            for process in list(getattr(executor, "_processes", {}).values()):
-                process.terminate()
+            _end_workers(executor)
             raise
         raise
     executor.shutdown(wait=True)
