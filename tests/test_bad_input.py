@@ -1,9 +1,10 @@
 """Bad input, as a new user gives it, against the three command-line tools and the Python API.
 
-Every case is one row of CASES: it sets up a folder, runs a real CLI in a subprocess (or
-calls the API), and checks the exit status (1 for errors, 2 for bad arguments), that stderr
-is one line starting ``error:`` that says what is wrong (a regular expression), that no
-traceback was printed, and that every file that was in the folder before is unchanged.
+Every case is one row of CASES: it sets up a folder, runs a real CLI in a process of its own
+(through ``quick_cli``; a few in a fresh interpreter) or calls the API, and checks the exit
+status (1 for errors, 2 for bad arguments), that stderr is one line starting ``error:`` that
+says what is wrong (a regular expression), that no traceback was printed, and that every file
+that was in the folder before is unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from slm_helpers.speed import autocast_matmul_seconds, positions_computed, time_
 from slm_helpers.tokenizer import get_tokenizer
 from slm_helpers.train import train
 
+import quick_cli
 from conftest import requires_tokenizer
 
 pytestmark = requires_tokenizer
@@ -490,6 +492,11 @@ def snapshot(folder: Path) -> dict[str, str]:
             if p.is_file() and not p.is_symlink() and not p.name.endswith((".tmp", ".lock"))}
 
 
+# Each command in a fresh interpreter too, as a user runs it; the other cases go through quick_cli,
+# which runs the same __main__ in a process of its own, forked from one that imported torch once.
+FRESH_INTERPRETER = {"data-binary-txt", "train-dtype-fp8", "generate-device-cuda-without-cuda"}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gets_one_clear_line(case: Case, ws: Workspace, tmp_path: Path):
     if case.skip:
@@ -509,8 +516,11 @@ def test_bad_input_gets_one_clear_line(case: Case, ws: Workspace, tmp_path: Path
         assert re.search(case.message, message), message
     else:
         env = {**os.environ, "OMP_NUM_THREADS": "2", **extra_env}
-        proc = subprocess.run([sys.executable, "-m", *run], capture_output=True, text=True, env=env, timeout=300,
-                              cwd=tmp_path, stdin=subprocess.DEVNULL)
+        if extra_env or case.id in FRESH_INTERPRETER:
+            proc = subprocess.run([sys.executable, "-m", *run], capture_output=True, text=True, env=env, timeout=300,
+                                  cwd=tmp_path, stdin=subprocess.DEVNULL)
+        else:
+            proc = quick_cli.run(run, env, cwd=tmp_path)
         assert proc.returncode == case.exit, proc.stderr
         assert "Traceback" not in proc.stderr + proc.stdout
         assert "weights_only=False" not in proc.stderr

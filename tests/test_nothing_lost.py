@@ -19,6 +19,7 @@ from slm_helpers.data.prepare import INTERRUPTED, LOCK_FILE
 from slm_helpers.errors import CheckpointError, DataError
 from slm_helpers.folders import hold
 
+import quick_cli
 from conftest import requires_tokenizer
 
 pytestmark = requires_tokenizer
@@ -31,10 +32,12 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}  # the same threads on every machine: the same last bits of a loss
+
+
 def start(module: str, *args, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", module, "--no-progress", *map(str, args)],
-                            env=env, text=True,
+                            env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=_interruptible, **kwargs)
 
@@ -159,21 +162,25 @@ def test_a_txt_with_separators_keeps_multi_line_stories_whole(tmp_path, text):
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_untouched(small_dataset, tmp_path):
-    args = ["--preset", "ci", "--max-iters", 30, "--data-dir", small_dataset.path]
-    reference = start("slm_helpers.train", *args, "--out-dir", tmp_path / "reference")
+    args = ["--preset", "ci", "--max-iters", 6, "--eval-interval", 3, "--data-dir", small_dataset.path]
     first = start("slm_helpers.train", *args, "--out-dir", tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "history.json").exists(), first, "the first run's first evaluation")
-    # A fresh run, a replacement and a resume, each while the first is writing: all refused, naming it.
-    for extra in ([], ["--overwrite"], ["--resume"]):
-        second = subprocess.run([sys.executable, "-m", "slm_helpers.train", "--no-progress", *map(str, args),
-                                 "--out-dir", str(tmp_path / "run"), *extra],
-                                capture_output=True, text=True, timeout=120)
-        assert second.returncode == 1, (extra, second.stderr)
-        assert second.stderr == (f"error: {tmp_path / 'run'} is in use by a training run right now by process "
-                                 f"{first.pid}: wait for it to finish, or choose another folder\n"), extra
+    first.send_signal(signal.SIGSTOP)  # held mid-run, however fast or busy the machine: it cannot finish meanwhile
+    try:
+        # A fresh run, a replacement and a resume, each while the first is writing: all refused, naming it.
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            second = quick_cli.run(["slm_helpers.train", "--no-progress", *map(str, args), "--out-dir",
+                                    str(tmp_path / "run"), *extra], ENV, cwd=tmp_path, timeout=120)
+            assert second.returncode == 1, (extra, second.stderr)
+            assert second.stderr == (f"error: {tmp_path / 'run'} is in use by a training run right now by process "
+                                     f"{first.pid}: wait for it to finish, or choose another folder\n"), extra
+    finally:
+        first.send_signal(signal.SIGCONT)
     out, err = finish(first, 300)
-    assert first.returncode == 0 and "done: 30 steps" in out, err
-    finish(reference, 300)
+    assert first.returncode == 0 and "done: 6 steps" in out, err
+    reference = quick_cli.run(["slm_helpers.train", "--no-progress", *map(str, args), "--out-dir",
+                               str(tmp_path / "reference")], ENV, cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
     assert load_history(tmp_path / "run") == load_history(tmp_path / "reference")  # untouched by the others
     assert not (tmp_path / "run" / ".run.lock").exists()
 
