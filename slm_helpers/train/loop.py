@@ -33,7 +33,7 @@ from tqdm.auto import tqdm  # one live bar in JupyterLab and Colab, text in a te
 
 from slm_helpers import processes
 from slm_helpers.checkpoint import RunFolder, check_resumable, load_model, model_record, training_record
-from slm_helpers.data import TokenDataset, preset_dataset
+from slm_helpers.data import TokenDataset
 from slm_helpers.device import (
     autocast_context,
     choose_device,
@@ -43,11 +43,11 @@ from slm_helpers.device import (
 )
 from slm_helpers.errors import CheckpointError, SlmError, check_int
 from slm_helpers.evaluate import SAMPLE_PROMPT, batches_of, estimate_loss, sample_text
-from slm_helpers.instruct import RequestData, is_requests_folder
 from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig, make_optimizer, make_scheduler, optimizer_step
 from slm_helpers.plan import describe_plan, remaining_time_line
 from slm_helpers.processes import RNGState
+from slm_helpers.train.run_data import model_config_for, open_run_data
 
 ESTIMATE_AFTER_STEPS = 4  # the expected time of a run is printed after this many of its steps
 
@@ -383,10 +383,10 @@ def _start_run(preset, model_config: GPTConfig, config: TrainConfig, data_dir, f
     base = load_model(init_from) if init_from is not None else None
     if base is not None:
         model_config = replace(base[0].config, dropout=model_config.dropout)
-    data = _open_data(preset, data_dir, base, log)
+    data = open_run_data(preset, data_dir, base, log)
     rank, local_rank, world_size = processes.start(config.device)
     say = log if rank == 0 else (lambda *a, **k: None)
-    model_config = _model_config_for(data, model_config, say)
+    model_config = model_config_for(data, model_config, say)
     checkpoint = folder.load_checkpoint() if resuming else None
     if checkpoint is not None:
         identity = data.identity() if hasattr(data, "identity") else None
@@ -409,37 +409,6 @@ def _start_run(preset, model_config: GPTConfig, config: TrainConfig, data_dir, f
         if rank == 0:
             folder.write_history(run.history)  # a damaged or missing history.json is written again
     return run, (device_reason, dtype_reason)
-
-
-def _open_data(preset, data_dir, base, log):
-    """The batch source: the preset's dataset, a dataset folder or object, or (fine-tuning a
-    model, ``base``) a folder of request records in that model's tokenizer."""
-    if is_requests_folder(data_dir):
-        if base is None:
-            raise SlmError(f"{data_dir} holds request records, which fine-tune a trained model: give init_from, "
-                           "e.g. init_from='runs/cpu/best_model_params.pt' (--init-from)")
-        return RequestData.open(data_dir, base[1])
-    data = preset_dataset(preset, progress=False, log=log) if data_dir is None else batches_of(data_dir)
-    if base is not None and data.tokenizer.name != base[0].config.tokenizer:
-        raise SlmError(f"the data holds ids of the tokenizer {data.tokenizer.name!r}, but the model to fine-tune reads "
-                       f"{base[0].config.tokenizer!r}: fine-tune on data in the model's own tokenizer (request "
-                       "records are tokenized for it)")
-    return data
-
-
-def _model_config_for(data, model_config: GPTConfig, log) -> GPTConfig:
-    """The model configuration with the vocabulary of the data: a model reads the ids of the
-    tokenizer its dataset was made with (a compact one sets ``vocab_size``)."""
-    tokenizer = data.tokenizer
-    if (model_config.vocab_size, model_config.tokenizer) == (tokenizer.n_vocab, tokenizer.name):
-        return model_config
-    if tokenizer.is_compact:
-        coverage = tokenizer.vocabulary.coverage.get("train", float("nan"))
-        log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset has a compact "
-            f"vocabulary covering {coverage:.2%} of its training tokens")
-    else:
-        log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset holds GPT-2's ids")
-    return model_config.with_tokenizer(tokenizer)
 
 
 def _say_plan(run: _Run, reasons: tuple[str, str]) -> None:
