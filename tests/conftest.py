@@ -41,6 +41,16 @@ def small_dataset(tmp_path_factory):
                            progress=False)
 
 
+@pytest.fixture(scope="session")
+def small_compact_dataset(tmp_path_factory):
+    """The same stories with their compact vocabulary: a ``ci`` training step is about 15x
+    faster than with GPT-2's 50,257 ids, for the tests that run whole trainings as a user
+    would (interrupted, resumed, refused) and need no GPT-2 id."""
+    out = tmp_path_factory.mktemp("data") / "small-compact"
+    return prepare_dataset("synthetic", out, train_stories=300, validation_stories=40, seed=7, vocab="compact",
+                           num_workers=1, progress=False)
+
+
 @pytest.fixture
 def no_ranks_file(monkeypatch):
     """Run a test as on a machine where SLM_GPT2_TIKTOKEN is unset."""

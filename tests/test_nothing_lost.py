@@ -113,26 +113,34 @@ def test_a_second_preparation_is_refused_while_the_first_runs(tmp_path):
     assert contents(out, DATASET_FILES) == before  # --overwrite deleted nothing another process was writing
 
 
-def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_dataset, tmp_path):
+def signal_mid_run(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to a run however fast it goes: stopped first, so it cannot finish before the
+    signal arrives; the signal waits, and acts as the run continues."""
+    proc.send_signal(signal.SIGSTOP)
+    proc.send_signal(signum)
+    proc.send_signal(signal.SIGCONT)
+
+
+def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_compact_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 20, "--eval-interval", 10, "--data-dir", small_dataset.path,
+    args = ["--preset", "ci", "--max-iters", 40, "--eval-interval", 10, "--data-dir", small_compact_dataset.path,
             "--out-dir", out]
     proc = start("slm_helpers.train", *args)
     history = out / "history.json"
     wait_for(lambda: history.exists() and json.loads(history.read_text())[-1]["step"] >= 10, proc, "step 10")
-    proc.send_signal(signal.SIGINT)
+    signal_mid_run(proc, signal.SIGINT)
     out_text, err = finish(proc)
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err + out_text, err
     step = int(lines[0].split()[3].replace(",", ""))
-    assert lines[0] == f"interrupted at step {step:,} of 20; --resume continues" and 10 <= step < 20
+    assert lines[0] == f"interrupted at step {step:,} of 40; --resume continues" and 10 <= step < 40
     assert "done:" not in out_text
     resumed = start("slm_helpers.train", *args, "--resume")
     out_text, err = finish(resumed, 300)
     assert resumed.returncode == 0, err
-    assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in out_text and "done: 20 steps" in out_text
-    assert load_history(out)[-1]["step"] == 20
+    assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in out_text and "done: 40 steps" in out_text
+    assert load_history(out)[-1]["step"] == 40
 
 
 def test_a_txt_without_separators_is_read_one_story_per_line(tmp_path):
@@ -185,14 +193,14 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_unt
     assert not (tmp_path / "run" / ".run.lock").exists()
 
 
-def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_dataset, tmp_path):
+def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_compact_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 20, "--eval-interval", 10, "--data-dir", small_dataset.path,
+    args = ["--preset", "ci", "--max-iters", 40, "--eval-interval", 10, "--data-dir", small_compact_dataset.path,
             "--out-dir", out]
     proc = start("slm_helpers.train", *args)
     wait_for(lambda: (out / "history.json").exists() and json.loads((out / "history.json").read_text())[-1]["step"]
              >= 10, proc, "step 10")
-    proc.send_signal(signal.SIGTERM)
+    signal_mid_run(proc, signal.SIGTERM)
     out_text, err = finish(proc)
     assert proc.returncode == 143, err
     lines = err.strip().splitlines()
@@ -201,7 +209,7 @@ def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_dat
     assert step >= 10 and load_checkpoint(out / "checkpoint.pt")["step"] == step  # the steps since are kept
     resumed = start("slm_helpers.train", *args, "--resume")
     out_text, err = finish(resumed, 300)
-    assert resumed.returncode == 0 and "done: 20 steps" in out_text, err
+    assert resumed.returncode == 0 and "done: 40 steps" in out_text, err
 
 
 @pytest.mark.parametrize("to", ["the main process", "the whole group"])
@@ -249,9 +257,9 @@ def test_overwrite_replaces_a_damaged_dataset(tmp_path):
     assert TokenDataset.open(out).info.splits["train"].stories == 50
 
 
-def test_resume_writes_the_damaged_history_of_a_finished_run_again(small_dataset, tmp_path):
+def test_resume_writes_the_damaged_history_of_a_finished_run_again(small_compact_dataset, tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "ci", "--max-iters", 4, "--data-dir", small_dataset.path, "--out-dir", out]
+    args = ["--preset", "ci", "--max-iters", 4, "--data-dir", small_compact_dataset.path, "--out-dir", out]
     finish(start("slm_helpers.train", *args))
     history = load_history(out)
     (out / "history.json").write_text("[{")
@@ -294,8 +302,8 @@ def test_a_disk_that_fills_up_during_a_save_is_one_clear_line(small_dataset, tmp
 
 
 @requires_tokenizer
-def test_a_closed_pipe_ends_the_story_quietly(small_dataset, tmp_path):
-    finish(start("slm_helpers.train", "--preset", "ci", "--max-iters", 2, "--data-dir", small_dataset.path,
+def test_a_closed_pipe_ends_the_story_quietly(small_compact_dataset, tmp_path):
+    finish(start("slm_helpers.train", "--preset", "ci", "--max-iters", 2, "--data-dir", small_compact_dataset.path,
                  "--out-dir", tmp_path / "run"))
     proc = subprocess.Popen([sys.executable, "-m", "slm_helpers.generate", "--checkpoint",
                              str(tmp_path / "run" / "best_model_params.pt"), "--max-new-tokens", "2000",

@@ -371,19 +371,19 @@ train(preset, data_dir=sys.argv[1], out_dir=sys.argv[2], stop_at_step=4, progres
 
 
 @requires_tokenizer
-def test_a_two_process_run_resumed_as_one_process(small_dataset, tmp_path):
+def test_a_two_process_run_resumed_as_one_process(small_compact_dataset, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     script = tmp_path / "ddp_stop.py"
     script.write_text(DDP_STOP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script), small_dataset.path,
+    first = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script), small_compact_dataset.path,
                             str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoint = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)
     assert checkpoint["step"] == 4 and len(checkpoint["rng"]) == 2
     per_process = PRESETS["ci"].train.tokens_per_step(PRESETS["ci"].model.block_size)
     assert checkpoint["tokens_seen"] == 4 * 2 * per_process
-    resumed = _cli(["--preset", "ci", "--max-iters", "8", "--resume", "--data-dir", small_dataset.path,
+    resumed = _cli(["--preset", "ci", "--max-iters", "8", "--resume", "--data-dir", small_compact_dataset.path,
                     "--out-dir", str(tmp_path / "run")])
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
