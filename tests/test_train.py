@@ -236,6 +236,26 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(small_datase
 
 
 @requires_tokenizer
+def test_an_interrupt_mid_update_reports_the_step_of_the_checkpoint_it_keeps(small_dataset, tmp_path, monkeypatch):
+    # After the optimizer step and the step count, before the loop knows the step is done: the weights may be
+    # half-updated, so the last checkpoint (step 4) stands, and the run says it is there, not at step 6.
+    full = run_tiny(small_dataset, tmp_path / "full").history
+    real_update = train_module._Run.update
+
+    def interrupting_update(self):
+        real_update(self)
+        if self.step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module._Run, "update", interrupting_update)
+    result = run_tiny(small_dataset, tmp_path / "interrupted")
+    assert result.interrupted and result.steps == 4
+    assert load_checkpoint(tmp_path / "interrupted" / CHECKPOINT_FILE)["step"] == 4
+    monkeypatch.setattr(train_module._Run, "update", real_update)
+    assert run_tiny(small_dataset, tmp_path / "interrupted", resume=True).history == full
+
+
+@requires_tokenizer
 def test_gradient_accumulation_equals_one_big_batch(small_dataset, tmp_path):
     model = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
     run_tiny(small_dataset, tmp_path / "a", model_config=model,

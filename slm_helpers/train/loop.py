@@ -114,6 +114,7 @@ class _Run:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     tokens_seen: int = 0  # counted step by step: a resumed run may have another number of processes
+    saved_step: int | None = None  # the step of checkpoint.pt as this run last wrote or read it
 
     def __post_init__(self) -> None:
         self.gpt: GPT = self.model.module if hasattr(self.model, "module") else self.model
@@ -184,6 +185,7 @@ class _Run:
                 self.folder.save_weights(weights, record["val_loss"])
             self.folder.save_checkpoint(weights, self.training_record(rng_states, self.history + [record]))
         self.history.append(record)
+        self.saved_step = self.step
         return is_best
 
     # ------------------------------------------------------------------- files
@@ -209,6 +211,7 @@ class _Run:
         """A checkpoint of the run as it is now (at an interruption), with its history as it is."""
         if self.rank == 0:
             self.folder.save_checkpoint(self.model_record(), self.training_record(rng_states, self.history))
+        self.saved_step = self.step
 
     def restore(self, checkpoint: dict) -> None:
         """Continue from ``checkpoint``: weights, optimizer, schedule, scaler, history and each
@@ -219,6 +222,7 @@ class _Run:
         if self.scaler.is_enabled() and checkpoint["scaler"]:  # a CPU or bf16 run saved a disabled, empty scaler
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step, self.history, self.tokens_seen = checkpoint["step"], checkpoint["history"], checkpoint["tokens_seen"]
+        self.saved_step = self.step
         saved_rng, world_size = checkpoint["rng"], self.world_size
         if self.rank < len(saved_rng):  # each process continues its own batch stream...
             RNGState(**saved_rng[self.rank]).restore(self.batch_generator, self.device)
@@ -343,13 +347,16 @@ def _loop(run: _Run, stop_at_step: int | None, progress: bool) -> TrainResult:
             run.save(rng_at_step_start)
             run.say(f"\ninterrupted at step {run.step:,} of {config.max_steps:,}: checkpoint saved; resume=True "
                     "continues")
-        else:
-            run.say(f"\ninterrupted; the last checkpoint in {run.folder.path} is kept (resume=True continues from it)")
+        else:  # mid-update, or under torchrun: the weights may be half-updated; the last checkpoint stands
+            kept = f"step {run.saved_step:,}'s checkpoint" if run.saved_step is not None else "no checkpoint yet"
+            run.say(f"\ninterrupted; {kept} in {run.folder.path} is kept (resume=True continues from it)")
     finally:
         bar.close()
     steps_run, elapsed = run.step - start_step, time.perf_counter() - start_time
     tokens_per_second = steps_run * run.tokens_per_step / elapsed if steps_run else float("nan")
-    return TrainResult(run.folder.path, run.history, run.step, tokens_per_second, interrupted, steps_run)
+    # Interrupted, the run is where its checkpoint is: that is where a resume continues.
+    step = run.saved_step if interrupted and run.saved_step is not None else run.step
+    return TrainResult(run.folder.path, run.history, step, tokens_per_second, interrupted, steps_run)
 
 
 # ----------------------------------------------------------------------------- starting a run
