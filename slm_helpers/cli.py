@@ -233,11 +233,12 @@ def _train(preset, folder, args) -> int:
 
     from slm_helpers.data import TokenDataset, preset_dataset
     from slm_helpers.instruct import is_requests_folder, preset_requests
+    from slm_helpers.processes import group_left_on_exit
     from slm_helpers.processes import start as start_processes
     from slm_helpers.train import train
 
-    rank, _, world_size = start_processes(preset.train.device)  # long timeout: rank 0 may prepare the data first
-    try:
+    with group_left_on_exit():
+        rank, _, world_size = start_processes(preset.train.device)  # long timeout: rank 0 may prepare the data first
         if args.init_from and rank == 0:  # fine-tuning: the data is read in the tokenizer of the weights
             data = _explicit_data_dir(args.data_dir) if args.data_dir else preset_requests(preset)
             print(f"fine-tuning {args.init_from} on {data}")
@@ -258,9 +259,6 @@ def _train(preset, folder, args) -> int:
                 data = shared[0] if args.init_from else TokenDataset.open(shared[0])
         result = train(preset, data_dir=data, out_dir=folder.path, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress, init_from=args.init_from)
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
     max_steps = preset.train.max_steps
     if result.interrupted:
         if rank == 0:

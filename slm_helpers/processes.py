@@ -8,6 +8,7 @@ checkpoint keeps of each process's randomness, so a resumed run draws the same b
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -37,6 +38,22 @@ def start(device_request: str) -> tuple[int, int, int]:
         else:
             torch.distributed.init_process_group(backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return torch.distributed.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), torch.distributed.get_world_size()
+
+
+@contextlib.contextmanager
+def group_left_on_exit():
+    """Leave, on exit, a process group that :func:`start` joins inside this block.
+
+    A process that ends with its gloo group still open aborts at exit ("terminate called
+    without an active exception": the group's threads are destroyed unjoined), so whoever
+    joins the group leaves it. A group that was already joined (by the command) is left to
+    the one that joined it."""
+    joined_before = torch.distributed.is_available() and torch.distributed.is_initialized()
+    try:
+        yield
+    finally:
+        if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def rank_from_environment() -> int:

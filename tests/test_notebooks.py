@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nbval_figures import tolerance_of
 from refresh_notebooks import NOTEBOOKS, ROOT, colab_link, setup_cell
 
 PATHS = sorted(NOTEBOOKS.glob("0*.ipynb"))
@@ -44,3 +45,27 @@ def test_saved_outputs_come_from_one_fresh_run_and_name_no_machine(path):
             continue
         found = [word for word in MACHINE_WORDS if word in text_of(cell)]
         assert not found, f"code cell {index + 1} prints {found[0]!r} in an output nbval compares"
+
+
+# Compared cells when the figures' tolerance arrived (issue 22): none was ignored to get there, and no
+# later change may compare fewer. Tolerant cells are compared: their words exactly, their figures within
+# the tolerance their tag states (tests/nbval_figures.py).
+COMPARED_CELLS_AT_LEAST = 146
+
+
+def test_no_fewer_outputs_are_compared_and_tolerances_stay_small():
+    compared = tolerant = 0
+    for path in PATHS:
+        for cell in cells(path):
+            if cell["cell_type"] != "code":
+                continue
+            tags = cell["metadata"].get("tags", [])
+            ignored = "nbval-ignore-output" in tags or "nbval-skip" in tags
+            tolerance = tolerance_of(tags)
+            assert not (ignored and tolerance is not None), f"{path.name}: a cell both ignored and tolerant: {tags}"
+            compared += not ignored
+            if tolerance is not None:
+                tolerant += 1
+                assert tolerance <= 0.10, f"{path.name}: {tags}: a tolerance above 10% would hide a changed result"
+    assert compared >= COMPARED_CELLS_AT_LEAST, f"{compared} compared cells, fewer than {COMPARED_CELLS_AT_LEAST}"
+    assert 0 < tolerant < compared

@@ -281,7 +281,7 @@ def train(
     """
     preset, model_config, config, folder = _arguments(preset, model_config, train_config, out_dir, stop_at_step)
     rank = processes.rank_from_environment()  # under torchrun, process 0 holds the folder and writes the files
-    with folder.held() if rank == 0 else contextlib.nullcontext():
+    with processes.group_left_on_exit(), folder.held() if rank == 0 else contextlib.nullcontext():
         resuming = folder.check_start(resume, overwrite)
         if resume and not resuming:
             log(f"no run in {folder.path} yet: starting from step 0")

@@ -1,0 +1,72 @@
+"""The switches .ci/run sets for its "another CPU" pass (tests/other_cpu/switches.env) really change
+fp32 results on this machine: otherwise that pass would prove nothing about learners' CPUs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SWITCHES_FILE = Path(__file__).parent / "other_cpu" / "switches.env"
+
+# Each switch, and fp32 results of the kernels it governs, as bytes that must change.
+PROBE = """
+import hashlib, torch
+torch.manual_seed(0)
+torch.set_num_threads(1)
+a, b, x = torch.randn(257, 384), torch.randn(384, 1000), torch.randn(64, 384)
+results = {
+    "matmul": a @ b,
+    "layer_norm": torch.nn.functional.layer_norm(x, (384,)),
+    "softmax": torch.softmax(x, -1),
+    "gelu": torch.nn.functional.gelu(x),
+}
+print(torch.backends.cpu.get_cpu_capability())
+for name, tensor in results.items():
+    print(name, hashlib.sha256(tensor.numpy().tobytes()).hexdigest())
+"""
+CHANGES = {"ATEN_CPU_CAPABILITY": ("layer_norm", "softmax"), "MKL_CBWR": ("matmul",), "ONEDNN_MAX_CPU_ISA": ("gelu",)}
+
+
+def switches() -> dict[str, str]:
+    lines = (line.strip() for line in SWITCHES_FILE.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def _probe(env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True).stdout
+    capability, *rows = out.split("\n")
+    return capability, dict(row.split() for row in rows if row)
+
+
+def _native_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in switches()}
+
+
+def test_the_file_names_each_switch_this_test_checks():
+    assert set(switches()) == set(CHANGES)
+
+
+@pytest.mark.parametrize("switch", sorted(CHANGES))
+def test_each_switch_changes_an_fp32_result_here(switch):
+    if switch == "ATEN_CPU_CAPABILITY" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this torch already runs its default (unvectorized) kernels here")
+    if switch == "MKL_CBWR" and not torch.backends.mkl.is_available():
+        pytest.skip("this torch is built without MKL (Apple silicon, ARM): its BLAS has no such switch")
+    if switch == "ONEDNN_MAX_CPU_ISA" and not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch is built without oneDNN")
+    native_capability, native = _probe(_native_env())
+    capability, switched = _probe({**_native_env(), switch: switches()[switch]})
+    changed = {name for name in native if native[name] != switched[name]}
+    assert set(CHANGES[switch]) <= changed, f"{switch}={switches()[switch]} changed only {sorted(changed)}"
+    if switch == "ATEN_CPU_CAPABILITY":
+        assert (native_capability, capability) != ("DEFAULT", "DEFAULT") and capability == "DEFAULT"
+
+
+def test_without_a_switch_the_results_repeat():
+    """The comparison above means something: the same environment gives the same bytes."""
+    assert _probe(_native_env()) == _probe(_native_env())
