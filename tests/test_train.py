@@ -480,3 +480,32 @@ def test_a_changed_implementation_setting_does_not_block_a_resume(small_dataset,
     assert result.steps == 12
     said = "resuming with other settings than the checkpoint's: flash True in the checkpoint, resumed with False"
     assert said in logs
+
+
+LEAVE_SCRIPT = """
+import torch
+from slm_helpers import processes
+with processes.group_left_on_exit():
+    print(processes.start("cpu"), torch.distributed.is_initialized())
+print(torch.distributed.is_initialized())
+torch.distributed.init_process_group("gloo")  # joined by someone else: left to them
+with processes.group_left_on_exit():
+    processes.start("cpu")
+print(torch.distributed.is_initialized())
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_whoever_joins_the_process_group_leaves_it(tmp_path):
+    """A gloo group still open at exit can abort the process (SIGABRT, 'terminate called without an
+    active exception'): train() leaves the group it joined, and only that one."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    run = subprocess.run([sys.executable, "-c", LEAVE_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:3] == ["(0, 0, 1) True", "False", "True"]
