@@ -46,8 +46,9 @@ CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "scaler", "rng", "
 MAKE_IT = "notebook 04 or `python -m slm_helpers.train` writes it"
 # What a resumed run must share with its checkpoint: the model's shapes and the schedule. The rest
 # (batch size, evaluation, dropout, device, precision...) may change, and is said when it does.
-SHAPE_SETTINGS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "tokenizer")
-SCHEDULE_SETTINGS = ("max_steps", "warmup_steps", "learning_rate", "min_lr")
+SHAPE_SETTINGS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "tokenizer", "position", "norm",
+                  "mlp", "qk_norm", "tie_head")
+SCHEDULE_SETTINGS = ("max_steps", "warmup_steps", "learning_rate", "min_lr", "optimizer", "muon_lr")
 
 
 class RunExistsError(CheckpointError):
@@ -334,9 +335,11 @@ def check_resumable(checkpoint: dict, path: Path, model_config: GPTConfig, confi
                               f"has {_describe_tokenizer(tokenizer.name)}: resume on the dataset the run was trained "
                               "on, or start a new run with --overwrite")
     saved_config = asdict(model_config_of(checkpoint, path))
+    # A setting the checkpoint lacks was written before it existed: it trained with its default.
+    saved_train = {**asdict(TrainConfig()), **checkpoint["train_config"]}
     now_config, now_train = asdict(model_config), asdict(config)
     differences = _differences(saved_config, now_config, SHAPE_SETTINGS)
-    differences += _differences(checkpoint["train_config"], now_train, SCHEDULE_SETTINGS)
+    differences += _differences(saved_train, now_train, SCHEDULE_SETTINGS)
     if differences:
         raise CheckpointError(
             f"{path} was trained with other settings ({'; '.join(differences)}): resume with the same settings, or "
@@ -351,7 +354,7 @@ def check_resumable(checkpoint: dict, path: Path, model_config: GPTConfig, confi
                                   "new run with --overwrite")
     others = tuple(k for k in now_config if k not in SHAPE_SETTINGS) + tuple(k for k in now_train
                                                                            if k not in SCHEDULE_SETTINGS)
-    changed = _differences({**saved_config, **checkpoint["train_config"]}, {**now_config, **now_train}, others)
+    changed = _differences({**saved_config, **saved_train}, {**now_config, **now_train}, others)
     return [change.replace(" in the checkpoint, ", " in the checkpoint, resumed with ").replace(" now", "")
             for change in changed]
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slm_helpers.errors import SlmError, check_int
+from slm_helpers.modern import MLPS, NORMS, POSITIONS, ModernMLP, Rotary, make_norm, mlp_weights, rms_norm
 
 
 @dataclass
@@ -39,15 +40,27 @@ class GPTConfig:
     residual: bool = True  # False: each block replaces its input (x = f(x)) instead of adding to it
     scale_attention: bool = True  # False: attention scores without the 1 / sqrt(head_size)
     init: str = "gpt2"  # "gpt2": N(0, 0.02), residual projections scaled down; "pytorch": each layer's default
+    # The modern recipe's pieces (slm_helpers.modern, notebook 09); the defaults are GPT-2's:
+    position: str = "learned"  # "rotary": no position embedding, queries and keys rotated by position
+    norm: str = "layernorm"  # "rmsnorm": root-mean-square normalization without parameters
+    mlp: str = "gelu"  # "relu2" or "swiglu", at the same parameter count
+    qk_norm: bool = False  # True: queries and keys RMS-normalized per head
+    tie_head: bool = True  # False: the output head is a matrix of its own
 
     def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             check_int(name, getattr(self, name))
-        for name in ("bias", "flash", "causal", "residual", "scale_attention"):
+        for name in ("bias", "flash", "causal", "residual", "scale_attention", "qk_norm", "tie_head"):
             if not isinstance(getattr(self, name), bool):
                 raise SlmError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.init not in ("gpt2", "pytorch"):
             raise SlmError(f"init must be 'gpt2' or 'pytorch', not {self.init!r}")
+        for name, choices in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in choices:
+                raise SlmError(f"{name} must be one of {', '.join(map(repr, choices))}, not {getattr(self, name)!r}")
+        if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise SlmError(f"rotary positions rotate channel pairs: the head size n_embd // n_head = "
+                           f"{self.n_embd // self.n_head} must be even")
         if not isinstance(self.tokenizer, str) or not self.tokenizer:
             raise SlmError(f"tokenizer must be a tokenizer's name such as 'gpt2', not {self.tokenizer!r}")
         dropout = self.dropout
@@ -58,6 +71,12 @@ class GPTConfig:
                 f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}: each head gets "
                 f"n_embd // n_head channels. Try n_head in {[h for h in range(1, 17) if self.n_embd % h == 0]}."
             )
+
+    def modern_pieces(self) -> list[str]:
+        """The switches of the modern recipe this configuration turns on (notebook 09)."""
+        pieces = [f"{name}={getattr(self, name)}" for name, gpt2 in (("position", "learned"), ("norm", "layernorm"),
+                                                                       ("mlp", "gelu")) if getattr(self, name) != gpt2]
+        return pieces + ["qk_norm"] * self.qk_norm + ["untied head"] * (not self.tie_head)
 
     def with_tokenizer(self, tokenizer) -> GPTConfig:
         """This configuration for a model that reads ``tokenizer``'s ids (a dataset's
@@ -102,6 +121,10 @@ class LayerKVCache:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
+    def __len__(self) -> int:
+        """Positions cached so far."""
+        return 0 if self.k is None else self.k.size(2)
+
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
         self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
@@ -117,8 +140,7 @@ class KVCache:
 
     def __len__(self) -> int:
         """Positions cached so far."""
-        k = self.layers[0].k
-        return 0 if k is None else k.size(2)
+        return len(self.layers[0])
 
 
 class CausalSelfAttention(nn.Module):
@@ -132,6 +154,8 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.rotary = Rotary(config.n_embd // config.n_head, config.block_size) if config.position == "rotary" else None
+        self.qk_norm = config.qk_norm
         # Lower-triangular mask for the manual path; a buffer (moves with .to(), not trained, not saved).
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
@@ -141,6 +165,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size): every head attends independently.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k = self.position_and_norm(q, k, len(cache) if cache is not None else 0)
         causal = self.causal
         if cache is not None:
             if T > 1 and cache.k is not None:
@@ -160,6 +185,15 @@ class CausalSelfAttention(nn.Module):
             y = att @ v
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
+
+    def position_and_norm(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries and keys at positions start.., rotated (rotary) and normalized (QK-norm) if
+        the model has those pieces; as they are otherwise. The cache keeps keys rotated."""
+        if self.rotary is not None:
+            q, k = self.rotary(q, start), self.rotary(k, start)
+        if self.qk_norm:
+            q, k = rms_norm(q), rms_norm(k)
+        return q, k
 
 
 class MLP(nn.Module):
@@ -181,10 +215,10 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config) if config.mlp == "gelu" else ModernMLP(config)
         self.residual = config.residual
 
     def forward(self, x: torch.Tensor, cache: LayerKVCache | None = None) -> torch.Tensor:
@@ -203,15 +237,17 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
-            wpe=nn.Embedding(config.block_size, config.n_embd),  # position embedding
+            # position embedding (rotary positions live in the attention instead)
+            **({"wpe": nn.Embedding(config.block_size, config.n_embd)} if config.position == "learned" else {}),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=make_norm(config),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying: the head shares the embedding's tensor (not a copy), so one matrix both
-        # reads tokens in and scores them out.
-        self.lm_head.weight = self.transformer.wte.weight
+        if config.tie_head:
+            # Weight tying: the head shares the embedding's tensor (not a copy), so one matrix both
+            # reads tokens in and scores them out.
+            self.lm_head.weight = self.transformer.wte.weight
         if config.init == "pytorch":  # an experiment: each layer's own default (the embedding: N(0, 1))
             return
         self.apply(self._init_weights)
@@ -236,6 +272,14 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
         return n - self.transformer.wte.weight.numel() if non_embedding else n
 
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token embeddings of ``idx`` at positions start.., plus their position embeddings
+        (learned positions; rotary ones are added inside the attention)."""
+        x = self.transformer.wte(idx)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(start, start + idx.size(1), device=idx.device))
+        return x
+
     def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """The final LayerNorm's output, ``(B, T, n_embd)``: what ``lm_head`` turns into logits.
 
@@ -251,8 +295,7 @@ class GPT(nn.Module):
                 f"position embeddings for {self.config.block_size} positions only. Keep the last "
                 f"{self.config.block_size} tokens (idx[:, -block_size:])."
             )
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.drop(self.embed(idx, start))
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache.layers[i] if cache is not None else None)
         return self.transformer.ln_f(x)
@@ -266,12 +309,12 @@ class GPT(nn.Module):
             raise SlmError(f"layer must be in [0, {self.config.n_layer}), not {layer}")
         check_token_ids(idx, self.config.vocab_size)
         T = idx.size(1)
-        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
+        x = self.embed(idx)
         for block in self.transformer.h[:layer]:
             x = block(x)
         attn = self.transformer.h[layer].attn
         q, k, _ = attn.c_attn(self.transformer.h[layer].ln_1(x)).split(self.config.n_embd, dim=2)
-        q, k = (t.view(1, T, attn.n_head, -1).transpose(1, 2) for t in (q, k))
+        q, k = attn.position_and_norm(*(t.view(1, T, attn.n_head, -1).transpose(1, 2) for t in (q, k)), start=0)
         scores = (q @ k.transpose(-2, -1)) / (math.sqrt(k.size(-1)) if attn.scale_attention else 1.0)
         if attn.causal:
             scores = scores.masked_fill(~attn.causal_mask[:, :, :T, :T], float("-inf"))
@@ -301,8 +344,10 @@ def flops_per_token(config: GPTConfig) -> dict[str, float]:
 
     * attention, per layer: q, k, v and the output projection, ``4 n_embd^2`` weights, and
       the scores and weighted sum, ``2 x block_size x n_embd`` multiply-adds;
-    * MLP, per layer: ``8 n_embd^2`` weights (up 4x, down again);
-    * output head: ``vocab_size x n_embd`` weights, at every position;
+    * MLP, per layer: ``8 n_embd^2`` weights (up 4x, down again; SwiGLU's three matrices hold
+      as many);
+    * output head: ``vocab_size x n_embd`` weights, at every position (tied or not);
+    * rotary positions, RMSNorm and QK-norm: a few operations per channel, ~0 against these;
     * embeddings and the optimizer: lookups and per-parameter updates, ~0 per token.
 
     Their sum is the training estimates' FLOPs per token (:mod:`slm_helpers.plan`), notebook
@@ -314,7 +359,7 @@ def flops_per_token(config: GPTConfig) -> dict[str, float]:
     return {
         "embeddings": 0.0,
         "attention": 6.0 * L * (4 * C * C + 2 * T * C),
-        "MLP": 6.0 * L * 8 * C * C,
+        "MLP": 6.0 * L * mlp_weights(config),
         "output head + loss": 6.0 * V * C,
         "optimizer": 0.0,
     }
@@ -334,6 +379,9 @@ def to_hf_gpt2(model: GPT, attn_implementation: str = "sdpa"):
     import transformers
 
     c = model.config
+    if c.modern_pieces():
+        raise SlmError(f"this model has pieces GPT-2 lacks ({', '.join(c.modern_pieces())}): "
+                       "GPT2LMHeadModel cannot hold it")
     hf_config = transformers.GPT2Config(
         vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
         activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,

@@ -17,6 +17,8 @@ import torch
 from slm_helpers.device import DEVICE_PATTERN, DTYPES
 from slm_helpers.errors import SlmError, check_int, check_number
 
+OPTIMIZERS = ("adamw", "muon")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,13 +39,17 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"  # "auto", "cuda", "mps", "cpu" (or "cuda:1", ...)
     dtype: str = "auto"  # "auto", "bfloat16", "float16", "float32"
+    # "muon": Muon for the blocks' matrices at muon_lr, AdamW at learning_rate for the rest (notebook 09)
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02  # peak of Muon's matrices: warmed up alike, then cosine down to the same min_lr
+    muon_momentum: float = 0.95
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches"):
             check_int(name, getattr(self, name))
         for name in ("warmup_steps", "seed"):
             check_int(name, getattr(self, name), minimum=0)
-        for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
+        for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip", "muon_lr"):
             check_number(name, getattr(self, name))
         if self.learning_rate == 0 or self.eps == 0:
             raise SlmError(f"learning_rate and eps must be > 0, not {self.learning_rate} and {self.eps}")
@@ -60,6 +66,14 @@ class TrainConfig:
             )
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
             raise SlmError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SlmError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, not {self.optimizer!r}")
+        if self.optimizer == "muon" and not self.min_lr < self.muon_lr:
+            raise SlmError(f"min_lr={self.min_lr} must be below muon_lr={self.muon_lr}: the cosine ends every "
+                           "group at min_lr, and a floor above a peak would raise it (bug 1 again)")
+        momentum = self.muon_momentum
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise SlmError(f"muon_momentum must be a number in [0, 1), such as 0.95, not {momentum!r}")
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise SlmError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {self.dtype!r}")
 
@@ -67,9 +81,23 @@ class TrainConfig:
         return self.batch_size * block_size * self.grad_accum_steps * world_size
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices (linear weights, embeddings) only: decaying biases
-    and LayerNorm gains towards zero only hurts."""
+    and LayerNorm gains towards zero only hurts. With ``config.optimizer == "muon"``, the
+    blocks' matrices step with Muon instead (:mod:`slm_helpers.muon`)."""
+    if config.optimizer == "muon":
+        from slm_helpers.muon import MuonWithAdamW
+
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        in_blocks = {id(p) for n, p in named if p.dim() == 2 and ".h." in f".{n}"}
+        rest = [p for _, p in named if id(p) not in in_blocks]
+        groups = [
+            {"params": [p for _, p in named if id(p) in in_blocks], "muon": True, "lr": config.muon_lr},
+            {"params": [p for p in rest if p.dim() >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return MuonWithAdamW(groups, lr=config.learning_rate, betas=config.betas, eps=config.eps,
+                             momentum=config.muon_momentum)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},

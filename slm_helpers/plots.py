@@ -210,13 +210,14 @@ def trace_shapes(model, idx) -> list[tuple[str, tuple[int, ...]]]:
 
     stages = [("token ids", idx)]
     t, block = model.transformer, model.transformer.h[0]
-    names = [(t.wte, "wte: token embedding"), (t.wpe, "wpe: position embedding"), (block.ln_1, "ln_1"),
+    wpe = getattr(t, "wpe", None)  # a rotary model has none
+    names = [(t.wte, "wte: token embedding"), (wpe, "wpe: position embedding"), (block.ln_1, "ln_1"),
              (block.attn.c_attn, "attn.c_attn: q, k, v"), (block.attn, "attn: heads side by side, c_proj"),
              (block.ln_2, "ln_2"),
              (block.mlp.c_fc, "mlp.c_fc: widen 4x"), (block.mlp, "mlp: GELU, c_proj back to C"), (t.ln_f, "ln_f"),
              (model.lm_head, "lm_head: logits")]
     hooks = [module.register_forward_hook(lambda m, i, out, name=name: stages.append((name, out)))
-             for module, name in names]
+             for module, name in names if module is not None]
     try:
         with torch.no_grad():
             model(idx, idx)  # with targets: logits for every position

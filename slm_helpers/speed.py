@@ -69,10 +69,10 @@ def time_pieces(config: GPTConfig, batch_size: int, rounds: int = 3, seed: int =
     B, T, C = batch_size, config.block_size, config.n_embd
     idx = torch.randint(config.vocab_size, (B, T))
     hidden = torch.randn(B, T, C, requires_grad=True)
-    wte, wpe, blocks = model.transformer.wte, model.transformer.wpe, model.transformer.h
+    blocks = model.transformer.h
 
     def embeddings():
-        (wte(idx) + wpe(torch.arange(T))).sum().backward()
+        model.embed(idx).sum().backward()
 
     def attention():
         sum(block.attn(block.ln_1(hidden)).sum() for block in blocks).backward()
