@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -148,7 +149,11 @@ def load_file(path: str | os.PathLike, what: str = "checkpoint") -> object:
     if not path.is_file():
         raise CheckpointError(f"no {what} at {path}: {MAKE_IT}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Damaged bytes that begin like a pickle of another protocol make torch warn before it
+            # fails; the one line below says all there is to say.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, random bytes, a pickle with code...
         if "Unsupported global" in str(error):  # a pickled object; never suggest turning weights_only off
             raise CheckpointError(

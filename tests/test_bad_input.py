@@ -337,6 +337,9 @@ CASES = [
          r"no weights file at .*nope.pt: notebook 04 or `python -m slm_helpers.train` writes it"),
     Case("generate-corrupt-checkpoint", lambda d, ws: generating("--checkpoint", write(d / "w.pt", os.urandom(2000))),
          r"w.pt cannot be read as a weights file \(\w+\): the file is damaged"),
+    # Damaged bytes that open like a pickle of protocol 29 (CI drew such random bytes once): torch warns, then fails.
+    Case("generate-checkpoint-of-pickle-protocol-29", lambda d, ws: generating("--checkpoint", write(d / "w.pt", b"\x80\x1d" + bytes(range(256)) * 4)),
+         r"w.pt cannot be read as a weights file \(\w+\): the file is damaged"),
     Case("generate-pickled-code", lambda d, ws: generating("--checkpoint", save(d / "w.pt", {"model": Path("x")})),
          r"w.pt holds objects that torch.load\(weights_only=True\) refuses to load: it was not written by slm_helpers"),
     Case("generate-bare-state-dict", lambda d, ws: generating("--checkpoint", save(d / "w.pt", ci_state())),
