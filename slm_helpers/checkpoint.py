@@ -31,7 +31,7 @@ from slm_helpers.errors import CheckpointError, SlmError, TokenizerError
 from slm_helpers.folders import check_folder, hold, write_atomically, write_json
 from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig
-from slm_helpers.tokenizer import Tokenizer
+from slm_helpers.tokenizer import GPT2Tokenizer, Tokenizer
 from slm_helpers.vocab import CompactVocabulary
 
 BEST_WEIGHTS_FILE = "best_model_params.pt"
@@ -225,9 +225,9 @@ def tokenizer_of(saved: dict, config: GPTConfig, path: Path) -> Tokenizer:
         if saved.get("tokenizer") is not None:
             tokenizer = Tokenizer.from_record(saved["tokenizer"], str(path))
         elif saved.get("vocabulary") is not None:
-            tokenizer = Tokenizer(CompactVocabulary.from_dict(saved["vocabulary"], f"the vocabulary in {path}"))
+            tokenizer = GPT2Tokenizer(CompactVocabulary.from_dict(saved["vocabulary"], f"the vocabulary in {path}"))
         else:
-            tokenizer = Tokenizer()
+            tokenizer = GPT2Tokenizer()
     except TokenizerError as error:
         raise CheckpointError(str(error)) from None
     if tokenizer.n_vocab != config.vocab_size:

@@ -131,15 +131,22 @@ def data_main(argv: list[str] | None = None) -> int:
                         help="synthetic only: which stories to generate")
     parser.add_argument("--workers", type=positive_int, default=None, help="tokenizer processes (default: all cores)")
     parser.add_argument("--vocab", choices=VOCABS, default="full",
-                        help="full: GPT-2's 50,257 ids; compact: only the ids the training split uses (notebook 01)")
+                        help="full: GPT-2's 50,257 ids; compact: only the ids the training split uses (notebook 01); "
+                             "trained: a tokenizer learned from the training stories (notebook 09)")
     parser.add_argument("--vocab-size", type=_number(int, lambda v: 2 <= v <= MAX_IDS,
                                                      f"a whole number from 2 to {MAX_IDS:,} (the bins hold uint16)"),
-                        default=None, help="with --vocab compact: keep the K-1 most frequent ids and one unknown id")
+                        default=None, help="with --vocab compact: keep the K-1 most frequent ids and one unknown id; "
+                                           "with --vocab trained: its size (e.g. 4096)")
+    parser.add_argument("--development", action="store_true",
+                        help="make the validation split a development split: one training story in 25, held out to "
+                             "tune on (the source's validation stories are not read)")
     parser.add_argument("--overwrite", action="store_true", help="redo a dataset that already exists in --out-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.vocab_size is not None and args.vocab != "compact":
-        parser.error("--vocab-size is for --vocab compact")
+    if args.vocab_size is not None and args.vocab == "full":
+        parser.error("--vocab-size is for --vocab compact or --vocab trained")
+    if args.vocab == "trained" and args.vocab_size is None:
+        parser.error("--vocab trained needs --vocab-size (e.g. 4096)")
     asked = dict(train_stories=args.train_stories, validation_stories=args.validation_stories)
     counts = {k: v for k, v in asked.items() if v is not None}
     if args.source == "synthetic":
@@ -151,6 +158,8 @@ def data_main(argv: list[str] | None = None) -> int:
             parser.error("--train-stories and --validation-stories are for 'synthetic' and 'tinystories'; a local "
                          "source is read whole")
         options = {}
+    if args.development:
+        options["development"] = True
     info = prepare_dataset(args.source, args.out_dir, overwrite=args.overwrite, vocab=args.vocab,
                            vocab_size=args.vocab_size, num_workers=args.workers, progress=not args.no_progress,
                            **options)

@@ -151,7 +151,18 @@ CASES = [
          r"split of '.*s.txt' holds no stories \(found \d train, \d validation\): a file holds both splits when it has "
          r"many stories, separated by <\|endoftext\|> or one per line"),
     Case("data-vocab-size-without-compact", lambda d, ws: data(*SAME_DATA, "--out-dir", d / "o", "--vocab-size", 100),
-         r"--vocab-size is for --vocab compact", exit=2),
+         r"--vocab-size is for --vocab compact or --vocab trained", exit=2),
+    Case("data-trained-without-size", lambda d, ws: data(*SAME_DATA, "--out-dir", d / "o", "--vocab", "trained"),
+         r"--vocab trained needs --vocab-size \(e.g. 4096\)", exit=2),
+    Case("data-trained-size-below-bytes", lambda d, ws: data(*SAME_DATA, "--out-dir", d / "o", "--vocab", "trained",
+                                                             "--vocab-size", 100),
+         r"vocab='trained' \(--vocab trained\) needs vocab_size \(--vocab-size\) between 257 \(the 256 bytes and "
+         r"<\|endoftext\|>\) and 65,536"),
+    Case("data-trained-too-few-stories", lambda d, ws: data("--source", "synthetic", "--train-stories", 5,
+                                                            "--validation-stories", 2, "--out-dir", d / "o",
+                                                            "--vocab", "trained", "--vocab-size", 60000),
+         r"the stories hold too little text for 60,000 ids \(they gave [\d,]+\): use more stories or a smaller "
+         r"vocab_size"),
     Case("data-vocab-size-one", lambda d, ws: data(*SAME_DATA, "--out-dir", d / "o", "--vocab", "compact",
                                                    "--vocab-size", 1),
          r"argument --vocab-size: '1' is not a whole number from 2 to 65,536 \(the bins hold uint16\)", exit=2),

@@ -194,10 +194,10 @@ def test_fast_chunk_encoding_equals_story_by_story_encode_ordinary():
     enc = get_tokenizer()
     stories = ["Hi there.", "  spaces  and\nnewlines\n", "emoji 🐸 and café", "x"]
     expected = _direct_tokens(stories)
-    np.testing.assert_array_equal(prepare._encode_stories(stories), expected)
+    np.testing.assert_array_equal(get_tokenizer().encode_stories(stories), expected)
     # A story that contains the marker as text: it must stay ordinary text, not become id 50256.
     tricky = ["before <|endoftext|> after", "next"]
-    ids = prepare._encode_stories(tricky)
+    ids = get_tokenizer().encode_stories(tricky)
     np.testing.assert_array_equal(ids, _direct_tokens(tricky))
     assert int((ids == enc.eot_token).sum()) == 2
 

@@ -16,7 +16,7 @@ from slm_helpers.data.prepare import reserved_ids
 from slm_helpers.errors import TokenizerError
 from slm_helpers.generate import check_tokenizer, load_model, write_story
 from slm_helpers.presets import get_preset
-from slm_helpers.tokenizer import Tokenizer, get_tokenizer
+from slm_helpers.tokenizer import GPT2Tokenizer, get_tokenizer
 from slm_helpers.train import train
 from slm_helpers.vocab import CompactVocabulary, VocabularyError, build_vocabulary
 
@@ -67,7 +67,7 @@ def test_compact_ids_map_back_to_exactly_the_gpt2_ids(small_dataset, compact):
 
 
 def test_text_round_trips_through_the_compact_tokenizer(compact, small_dataset):
-    tokenizer = Tokenizer(load_vocabulary(compact.path))
+    tokenizer = GPT2Tokenizer(load_vocabulary(compact.path))
     text = tokenizer.decode(np.asarray(load_tokens(compact.path, "train"))[:2000].tolist())
     assert text == get_tokenizer().decode(np.asarray(load_tokens(small_dataset.path, "train"))[:2000].tolist())
     stories = text.split("<|endoftext|>")[:-1]  # the separator is a special token, not text to encode
@@ -100,7 +100,7 @@ def test_a_limited_vocabulary_records_its_coverage_and_marks_unknown_tokens(tmp_
     assert 0.5 < vocabulary.coverage["train"] < 1
     ids = np.asarray(load_tokens(info.path, "train"))
     assert ((ids == vocabulary.unknown_id) == ~kept).all()
-    tokenizer = Tokenizer(vocabulary)
+    tokenizer = GPT2Tokenizer(vocabulary)
     assert "<unk>" in tokenizer.decode(ids[:300].tolist())
 
 
@@ -123,7 +123,7 @@ def test_a_mapping_that_does_not_fit_the_model_is_a_clear_error(compact_run, tmp
     mapping = saved["tokenizer"]["vocabulary"]
     del mapping["fingerprint"]  # as a mapping made by hand would be
     mapping["gpt2_ids"] = mapping["gpt2_ids"][:-5]
-    saved["tokenizer"]["name"] = Tokenizer(CompactVocabulary.from_dict(mapping)).name
+    saved["tokenizer"]["name"] = GPT2Tokenizer(CompactVocabulary.from_dict(mapping)).name
     torch.save(saved, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match=r"compact vocabulary of \d+ ids for a model of vocab_size \d+"):
         load_model(tmp_path / "w.pt")
@@ -135,7 +135,7 @@ def test_a_mapping_that_does_not_fit_the_model_is_a_clear_error(compact_run, tmp
 
 def test_another_vocabulary_s_tokenizer_is_refused(compact_run):
     model, tokenizer = load_model(compact_run.out_dir / BEST_WEIGHTS_FILE)
-    other = Tokenizer(CompactVocabulary((1, 2, 50256), 50257))
+    other = GPT2Tokenizer(CompactVocabulary((1, 2, 50256), 50257))
     with pytest.raises(TokenizerError, match="use the tokenizer that load_model returns"):
         check_tokenizer(model, other)
     with pytest.raises(TokenizerError, match="use the tokenizer that load_model returns"):

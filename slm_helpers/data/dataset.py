@@ -7,7 +7,8 @@ A dataset folder holds
   50,257 ids fit under 65,536, and half the bytes of int32);
 * ``meta.json``: where the stories came from, how many tokens, stories and bytes of text each
   split holds, and the name of the tokenizer whose ids the files hold;
-* ``vocab.json``, for a compact vocabulary: the mapping from its ids to GPT-2's.
+* ``vocab.json``, for a compact vocabulary: the mapping from its ids to GPT-2's;
+* ``tokenizer.json``, for a tokenizer trained on the stories (:mod:`slm_helpers.trained_tokenizer`).
 
 :meth:`TokenDataset.open` reads ``meta.json`` (and ``vocab.json``) once and checks every file
 against it; the object then hands out batches without reading either again. The training
@@ -25,13 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from slm_helpers.errors import DataError, check_int
-from slm_helpers.tokenizer import GPT2, Tokenizer
+from slm_helpers.tokenizer import GPT2, GPT2Tokenizer, Tokenizer
 from slm_helpers.vocab import CompactVocabulary, VocabularyError
 
 SPLITS = ("train", "validation")
 TOKEN_DTYPE = np.uint16
 META_FILE = "meta.json"
 VOCAB_FILE = "vocab.json"
+TOKENIZER_FILE = "tokenizer.json"
+VOCABS = ("full", "compact", "trained")
 # 2: splits count their bytes of text; the tokenizer is named with its mapping's fingerprint.
 # 3: a compact vocabulary keeps the ids of notebook 08's request format (a full one is unchanged).
 FORMAT_VERSION = 3
@@ -58,13 +61,16 @@ class DatasetInfo:
     dtype: str
     splits: dict[str, SplitInfo]
     format_version: int = FORMAT_VERSION
-    vocab: str = "full"  # "full": GPT-2's ids; "compact": renumbered, mapping in vocab.json
-    vocab_size_asked: int | None = None  # compact only: the size asked for (None: every id used)
+    vocab: str = "full"  # "full": GPT-2's ids; "compact": renumbered, mapping in vocab.json; "trained": tokenizer.json
+    vocab_size_asked: int | None = None  # compact: the size asked for (None: every id used); trained: its size
     path: str = field(default="", compare=False)
 
     def describe(self) -> str:
-        vocab = "" if self.vocab == "full" else f", compact vocabulary of {self.n_vocab:,} ids"
-        lines = [f"dataset from {self.source!r} ({GPT2}{vocab}, {self.dtype}):"]
+        vocab = {"full": GPT2, "compact": f"{GPT2}, compact vocabulary of {self.n_vocab:,} ids",
+                 "trained": f"a tokenizer of {self.n_vocab:,} ids trained on its stories"}[self.vocab]
+        lines = [f"dataset from {self.source!r} ({vocab}, {self.dtype}):"]
+        if self.source_options.get("development"):
+            lines[0] += " its validation split is the development split, 1 in 25 training stories"
         for split in self.splits.values():
             megabytes = split.tokens * np.dtype(self.dtype).itemsize / 1e6
             lines.append(f"  {split.file:<15} {split.stories:>10,} stories {split.tokens:>13,} tokens "
@@ -96,8 +102,8 @@ def read_info(data_dir: str | os.PathLike) -> DatasetInfo | None:
         meta["splits"] = {name: SplitInfo(**meta["splits"][name]) for name in SPLITS}
         info = DatasetInfo(**meta, path=str(Path(data_dir)))
         np.dtype(info.dtype)
-        if info.vocab not in ("full", "compact"):
-            raise TypeError(f"vocab {info.vocab!r} is not 'full' or 'compact'")
+        if info.vocab not in VOCABS:
+            raise TypeError(f"vocab {info.vocab!r} is not one of {', '.join(VOCABS)}")
     except (KeyError, TypeError, AttributeError) as error:
         raise DataError(f"{meta_path} does not describe both splits ({type(error).__name__}: {error}): "
                         f"{damaged}") from None
@@ -125,6 +131,13 @@ def _read_tokenizer(info: DatasetInfo) -> Tokenizer:
     """The tokenizer ``meta.json`` names, rebuilt and checked: a compact dataset's mapping
     must be the one it was made with (``vocab.json`` replaced or reordered is refused)."""
     folder = Path(info.path)
+    if info.vocab == "trained":
+        from slm_helpers.trained_tokenizer import TrainedTokenizer
+
+        path = folder / TOKENIZER_FILE
+        if not path.is_file():
+            raise DataError(f"{path} is missing, though meta.json says the dataset has a tokenizer of its own: {REDO}")
+        return _same_as_meta(TrainedTokenizer.load(path), info)
     if info.tokenizer != GPT2 and not info.tokenizer.startswith(f"{GPT2}-compact-"):
         raise DataError(f"{folder} was tokenized with {info.tokenizer!r}, but this series trains on GPT-2 ids: "
                         "prepare the dataset again with slm_helpers.data")
@@ -133,7 +146,7 @@ def _read_tokenizer(info: DatasetInfo) -> Tokenizer:
                         f"{info.format_version}; a compact vocabulary now keeps the ids that notebook 08's requests "
                         f"need): {REDO}")
     if info.vocab == "full":
-        tokenizer = Tokenizer()
+        tokenizer = GPT2Tokenizer()
     else:
         path = folder / VOCAB_FILE
         if not path.is_file():
@@ -144,7 +157,13 @@ def _read_tokenizer(info: DatasetInfo) -> Tokenizer:
         except (ValueError, UnicodeDecodeError) as error:
             raise VocabularyError(f"{path} is not valid JSON ({error}): prepare the dataset again with "
                                   "--overwrite") from None
-        tokenizer = Tokenizer(CompactVocabulary.from_dict(saved, str(path)))
+        tokenizer = GPT2Tokenizer(CompactVocabulary.from_dict(saved, str(path)))
+    return _same_as_meta(tokenizer, info)
+
+
+def _same_as_meta(tokenizer: Tokenizer, info: DatasetInfo) -> Tokenizer:
+    """``tokenizer``, if it is the one ``meta.json`` names (else a :class:`DataError`)."""
+    folder = Path(info.path)
     if tokenizer.name != info.tokenizer or tokenizer.n_vocab != info.n_vocab or tokenizer.eot_token != info.eot_token:
         found = f"{tokenizer.name} ({tokenizer.n_vocab:,} ids, <|endoftext|> = {tokenizer.eot_token})"
         said = f"{info.tokenizer} ({info.n_vocab:,} ids, <|endoftext|> = {info.eot_token})"
@@ -161,8 +180,7 @@ def _count_bytes(info: DatasetInfo, tokenizer: Tokenizer, log) -> DatasetInfo:
     chunk = 1 << 20
     for split in info.splits.values():
         tokens = np.memmap(Path(info.path) / split.file, dtype=info.dtype, mode="r")
-        split.bytes = sum(len(tokenizer.encoding.decode_bytes([t for t in tokens[i:i + chunk].tolist()
-                                                                if t != info.eot_token]))
+        split.bytes = sum(len(tokenizer.decode_bytes([t for t in tokens[i:i + chunk].tolist() if t != info.eot_token]))
                           for i in range(0, len(tokens), chunk))
     info.format_version = FORMAT_VERSION
     try:

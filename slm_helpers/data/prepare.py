@@ -29,7 +29,9 @@ from slm_helpers.data.dataset import (
     META_FILE,
     SPLITS,
     TOKEN_DTYPE,
+    TOKENIZER_FILE,
     VOCAB_FILE,
+    VOCABS,
     DatasetInfo,
     SplitInfo,
     TokenDataset,
@@ -37,25 +39,25 @@ from slm_helpers.data.dataset import (
 )
 from slm_helpers.data.sources import (
     EOT_TEXT,
-    MIXED,
     SOURCES,
     SYNTHETIC_DEFAULTS,
     HubUnreachable,
     open_source,
+    split_of,
 )
 from slm_helpers.errors import DataError, Terminated, check_int
 from slm_helpers.folders import check_folder, hold, write_atomically
 from slm_helpers.instruct import format_text
-from slm_helpers.stories import is_validation_story
-from slm_helpers.tokenizer import Tokenizer, get_tokenizer
+from slm_helpers.tokenizer import GPT2Tokenizer, Tokenizer, get_tokenizer
 from slm_helpers.vocab import MAX_IDS, CompactVocabulary, build_vocabulary, with_coverage
 
 CHUNK_STORIES = 1024  # stories a worker tokenizes per task
 LOCK_FILE = ".prepare.lock"
-VOCABS = ("full", "compact")
+TOKENIZER_STORIES = 100_000  # a trained tokenizer learns from the first (of the train split): ~80 MB of text
 RENUMBER_CHUNK = 1 << 24  # tokens renumbered at a time: 16M uint16 = 32 MB
 PARTIAL_FILES = ({f"{split}.bin{tmp}" for split in SPLITS for tmp in ("", ".tmp")}
-                 | {f"{META_FILE}.tmp", LOCK_FILE, VOCAB_FILE, f"{VOCAB_FILE}.tmp"})
+                 | {f"{META_FILE}.tmp", LOCK_FILE, VOCAB_FILE, f"{VOCAB_FILE}.tmp", TOKENIZER_FILE,
+                    f"{TOKENIZER_FILE}.tmp"})
 INTERRUPTED = ("interrupted: the new tokens were only in *.bin.tmp files, so nothing takes them for a complete "
                "dataset; run the same command again to prepare it")
 
@@ -63,37 +65,18 @@ INTERRUPTED = ("interrupted: the new tokens were only in *.bin.tmp files, so not
 # ----------------------------------------------------------------------------- tokenizing
 
 
-def _tokenize_chunk(task: tuple[str, list[str]]) -> dict[str, tuple[np.ndarray, int, int]]:
+def _tokenize_chunk(task: tuple[str, list[str], Tokenizer]) -> dict[str, tuple[np.ndarray, int, int]]:
     """Token ids of a chunk of stories, each followed by <|endoftext|>, as one uint16 array
     per split, with the number of stories and of bytes of text in it.
 
     Lives at module level so worker processes can import it (spawn cannot pickle a
     function defined in a notebook cell)."""
-    stream, stories = task
+    stream, stories, tokenizer = task
     by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
     for story in stories:
-        split = stream if stream != MIXED else ("validation" if is_validation_story(story) else "train")
-        by_split[split].append(story)
-    return {split: (_encode_stories(texts), len(texts), sum(len(t.encode("utf-8")) for t in texts))
+        by_split[split_of(stream, story)].append(story)
+    return {split: (tokenizer.encode_stories(texts), len(texts), sum(len(t.encode("utf-8")) for t in texts))
             for split, texts in by_split.items() if texts}
-
-
-def _encode_stories(stories: list[str]) -> np.ndarray:
-    """``encode_ordinary(story) + [eot]`` for every story, concatenated, as uint16.
-
-    Fast path: join the stories with <|endoftext|> and encode once with only that special
-    token allowed; tiktoken encodes the text between special tokens separately, so the ids are
-    identical to encoding story by story. A story that itself contains the text
-    "<|endoftext|>" must not be split there, so such chunks take the story-by-story path."""
-    encoding = get_tokenizer().encoding
-    if not any(EOT_TEXT in story for story in stories):
-        joined = EOT_TEXT.join(stories) + EOT_TEXT
-        return encoding.encode_to_numpy(joined, allowed_special={EOT_TEXT}).astype(TOKEN_DTYPE)
-    ids: list[int] = []
-    for story in stories:
-        ids += encoding.encode_ordinary(story)
-        ids.append(encoding.eot_token)
-    return np.array(ids, dtype=TOKEN_DTYPE)
 
 
 def _quiet_worker() -> None:
@@ -135,7 +118,8 @@ def _in_order(executor: ProcessPoolExecutor, tasks: Iterable, ahead: int) -> Ite
         yield pending.popleft().result()
 
 
-def _tokenize_in_pool(streams: dict[str, Iterable[str]], workers: int, write: Callable[[Iterator], dict]) -> dict:
+def _tokenize_in_pool(streams: dict[str, Iterable[str]], tokenizer: Tokenizer, workers: int,
+                      write: Callable[[Iterator], dict]) -> dict:
     """``write(results)``, where ``results`` are the tokenized chunks of every stream, in order,
     computed by ``workers`` processes (in this process if 1).
 
@@ -146,7 +130,7 @@ def _tokenize_in_pool(streams: dict[str, Iterable[str]], workers: int, write: Ca
     waiting would hang for ever; so would a ``multiprocessing.Pool``, on a lock a dead worker held.
     The command then leaves without the interpreter's exit-time joins (see ``cli.run``)."""
     stop = threading.Event()
-    tasks = ((stream, chunk) for stream, texts in streams.items() for chunk in _chunks(texts, CHUNK_STORIES))
+    tasks = ((stream, chunk, tokenizer) for stream, texts in streams.items() for chunk in _chunks(texts, CHUNK_STORIES))
     tasks = itertools.takewhile(lambda _: not stop.is_set(), tasks)
     if workers == 1:
         return write(map(_tokenize_chunk, tasks))
@@ -202,10 +186,18 @@ def _write_splits(results: Iterator[dict], out_dir: Path, progress) -> dict[str,
 def _check_vocab_options(vocab: str, vocab_size: int | None) -> None:
     if vocab not in VOCABS:
         raise DataError(f"vocab must be one of {', '.join(VOCABS)}, not {vocab!r}")
+    if vocab == "trained":
+        from slm_helpers.trained_tokenizer import LARGEST, SMALLEST
+
+        if vocab_size is None or not isinstance(vocab_size, int) or not SMALLEST <= vocab_size <= LARGEST:
+            raise DataError(f"vocab='trained' (--vocab trained) needs vocab_size (--vocab-size) between {SMALLEST} "
+                            f"(the 256 bytes and <|endoftext|>) and {LARGEST:,} (the bins hold uint16), e.g. 4096; "
+                            f"not {vocab_size!r}")
+        return
     if vocab_size is not None:
         if vocab != "compact":
-            raise DataError("vocab_size (--vocab-size) is for vocab='compact' (--vocab compact); the full vocabulary "
-                            "is GPT-2's 50,257 ids")
+            raise DataError("vocab_size (--vocab-size) is for vocab='compact' or 'trained' (--vocab compact, --vocab "
+                            "trained); the full vocabulary is GPT-2's 50,257 ids")
         check_int("vocab_size", vocab_size, 1, DataError)
         smallest = len(reserved_ids()) + 1  # with the unknown id
         if not smallest <= vocab_size <= MAX_IDS:
@@ -295,6 +287,9 @@ def prepare_dataset(
     ``vocab="compact"`` renumbers the ids to those the training split uses (with
     ``vocab_size`` K: its K - 1 most frequent, plus one unknown id), writes the mapping to
     ``vocab.json`` and stores the compact ids in the bins (see :mod:`slm_helpers.vocab`).
+    ``vocab="trained"`` first learns a tokenizer of ``vocab_size`` ids from the training split's
+    first stories (:mod:`slm_helpers.trained_tokenizer`), writes it to ``tokenizer.json``, and
+    tokenizes with it.
     """
     out_dir = Path(out_dir)
     _check_vocab_options(vocab, vocab_size)
@@ -309,25 +304,47 @@ def prepare_dataset(
             f"{out_dir} already holds a dataset from {existing.source!r} with {existing.source_options} and the "
             f"{existing.vocab} vocabulary; pass overwrite=True (--overwrite) to replace it, or choose another folder."
         )
-    _check_tokenizer_fits()
+    if vocab != "trained":
+        _check_tokenizer_fits()
     texts = open_source(source, log=log, **source_options)
     with hold(out_dir, LOCK_FILE, "being prepared", DataError):
-        splits, vocabulary = _tokenize(source, source_name, source_options, texts, out_dir, vocab, vocab_size,
-                                       num_workers, progress, log)
-        return _write_dataset(out_dir, source_name, source_options, splits, vocabulary, vocab, vocab_size)
+        tokenizer = _learn_tokenizer(source, source_options, vocab_size, log) if vocab == "trained" else get_tokenizer()
+        splits, vocabulary = _tokenize(source, source_name, source_options, texts, tokenizer, out_dir, vocab,
+                                       vocab_size, num_workers, progress, log)
+        if vocabulary is not None:
+            tokenizer = GPT2Tokenizer(vocabulary)
+        return _write_dataset(out_dir, source_name, source_options, splits, tokenizer, vocab, vocab_size)
 
 
-def _tokenize(source, source_name: str, source_options: dict, texts, out_dir: Path, vocab: str,
-              vocab_size: int | None, num_workers: int | None, progress: bool, log) -> tuple[dict, CompactVocabulary]:
+def _learn_tokenizer(source, source_options: dict, vocab_size: int, log) -> Tokenizer:
+    """A tokenizer of ``vocab_size`` ids learned from the first ``TOKENIZER_STORIES`` stories of
+    the training split (a pass over the source of its own, before the one that tokenizes)."""
+    from slm_helpers.trained_tokenizer import describe, train_tokenizer
+
+    streams = open_source(source, log=lambda _: None, **source_options)
+    stories = (story for stream, texts in streams.items() for story in texts if split_of(stream, story) == "train")
+    stories = list(itertools.islice(stories, TOKENIZER_STORIES))
+    log(f"learning a tokenizer of {vocab_size:,} ids from {len(stories):,} training stories (a few seconds)")
+    tokenizer = train_tokenizer(stories, vocab_size)
+    log(describe(tokenizer))
+    return tokenizer
+
+
+def _tokenize(source, source_name: str, source_options: dict, texts, tokenizer: Tokenizer, out_dir: Path,
+              vocab: str, vocab_size: int | None, num_workers: int | None, progress: bool,
+              log) -> tuple[dict, CompactVocabulary | None]:
     """The ``*.bin.tmp`` files of both splits (and a compact vocabulary's mapping). On an error
-    they are removed; on Ctrl-C they stay, under their temporary names."""
-    workers = num_workers or os.cpu_count() or 1
+    they are removed; on Ctrl-C they stay, under their temporary names. A trained tokenizer
+    encodes on all cores by itself (in threads), so it runs in this process."""
+    workers = 1 if vocab == "trained" else num_workers or os.cpu_count() or 1
     options = {**SYNTHETIC_DEFAULTS, **source_options} if source == "synthetic" else source_options
     counts = [options.get(f"{split}_stories") for split in SPLITS]
-    expected = sum(counts) if source in SOURCES and None not in counts else None
+    expected = (sum(counts) if source in SOURCES and None not in counts and not options.get("development")
+                else None)
     try:
         with _progress("tokenizing", expected, disable=not progress) as bar:
-            splits = _tokenize_in_pool(texts, workers, lambda results: _write_splits(results, out_dir, bar))
+            splits = _tokenize_in_pool(texts, tokenizer, workers,
+                                       lambda results: _write_splits(results, out_dir, bar))
         found = ", ".join(f"{info.stories:,} {split}" for split, info in splits.items())
         for split, info in splits.items():
             if info.tokens == 0:
@@ -342,19 +359,20 @@ def _tokenize(source, source_name: str, source_options: dict, texts, out_dir: Pa
         raise
 
 
-def _write_dataset(out_dir: Path, source_name: str, source_options: dict, splits: dict,
-                   vocabulary: CompactVocabulary | None, vocab: str, vocab_size: int | None) -> DatasetInfo:
+def _write_dataset(out_dir: Path, source_name: str, source_options: dict, splits: dict, tokenizer: Tokenizer,
+                   vocab: str, vocab_size: int | None) -> DatasetInfo:
     """Rename the new files into place, then write ``meta.json`` last. Until here an earlier
     dataset in the folder stayed complete and usable; from here until ``meta.json`` is
     written, the folder is incomplete."""
-    tokenizer = Tokenizer(vocabulary)
     (out_dir / META_FILE).unlink(missing_ok=True)
     for split in SPLITS:
         os.replace(out_dir / f"{split}.bin.tmp", out_dir / f"{split}.bin")
-    if vocabulary is None:
-        (out_dir / VOCAB_FILE).unlink(missing_ok=True)
-    else:
-        write_atomically(out_dir / VOCAB_FILE, lambda f: f.write(_json(vocabulary.to_dict())))
+    (out_dir / VOCAB_FILE).unlink(missing_ok=True)
+    (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
+    if vocab == "compact":
+        write_atomically(out_dir / VOCAB_FILE, lambda f: f.write(_json(tokenizer.vocabulary.to_dict())))
+    elif vocab == "trained":
+        tokenizer.save(out_dir / TOKENIZER_FILE)
     info = DatasetInfo(source=source_name, source_options=source_options, tokenizer=tokenizer.name,
                        n_vocab=tokenizer.n_vocab, eot_token=tokenizer.eot_token, dtype=np.dtype(TOKEN_DTYPE).name,
                        splits=splits, format_version=FORMAT_VERSION, vocab=vocab, vocab_size_asked=vocab_size,

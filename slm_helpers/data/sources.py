@@ -13,6 +13,7 @@ the source:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -20,10 +21,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from slm_helpers.errors import DataError, check_int
-from slm_helpers.stories import generate_stories
+from slm_helpers.stories import generate_stories, is_validation_story
 
 SPLITS = ("train", "validation")
 MIXED = "mixed"  # a stream of stories of both splits, told apart by stories.is_validation_story
+# A stream of training stories only, of which one in DEVELOPMENT_SHARE (by a hash of its text) is
+# held out as the development split, the dataset's "validation" split: settings are tuned on it,
+# and the real validation stories are never read (so they stay unseen until the end).
+DEVELOPMENT = "development"
+DEVELOPMENT_SHARE = 25
 EOT_TEXT = "<|endoftext|>"
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 SYNTHETIC_DEFAULTS = dict(train_stories=20_000, validation_stories=1_000, seed=0)
@@ -225,14 +231,52 @@ def _check_counts(options: dict, names: tuple[str, ...], allow_none: bool = Fals
             check_int(name, options.get(name), 1, DataError, " or None" if allow_none else "")
 
 
-def open_source(source: str | os.PathLike, log: Callable[[str], None] = print, **options) -> dict[str, Iterable[str]]:
+def is_development_story(text: str) -> bool:
+    """Whether a training story is held out for the development split: by a hash of its text
+    (another hash than :func:`~slm_helpers.stories.is_validation_story`'s), one in
+    ``DEVELOPMENT_SHARE``."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, person=b"dev-split").digest()
+    return int.from_bytes(digest, "little") % DEVELOPMENT_SHARE == 0
+
+
+def split_of(stream: str, story: str) -> str:
+    """The split a story of ``stream`` goes to: the stream's own, or, for a stream of both
+    (``MIXED``) or of training stories to carve (``DEVELOPMENT``), the one its hash decides."""
+    if stream == MIXED:
+        return "validation" if is_validation_story(story) else "train"
+    if stream == DEVELOPMENT:
+        return "validation" if is_development_story(story) else "train"
+    return stream
+
+
+def _development_streams(streams: dict[str, Iterable[str]]) -> dict[str, Iterable[str]]:
+    """The training stories alone, as one ``DEVELOPMENT`` stream (the validation stories are
+    never read)."""
+    if MIXED in streams:
+        return {DEVELOPMENT: (s for s in streams[MIXED] if not is_validation_story(s))}
+    return {DEVELOPMENT: streams["train"]}
+
+
+def open_source(source: str | os.PathLike, log: Callable[[str], None] = print, development: bool = False,
+                **options) -> dict[str, Iterable[str]]:
     """The stories of each split, as lazy iterables of strings (under the key ``MIXED`` when
     one stream holds both splits and a hash of each story decides).
 
     ``source`` is ``"synthetic"`` (options: ``train_stories``, ``validation_stories``, ``seed``),
     ``"tinystories"`` (options: ``train_stories``, ``validation_stories``, the first stories of
     each split, ``None`` for all) or a local path.
+
+    ``development=True`` makes the validation split a development split, carved from the
+    training stories (one in ``DEVELOPMENT_SHARE``), for tuning: the source's validation
+    stories are not read, so a tuned setting has never seen them.
     """
+    if development not in (True, False):
+        raise DataError(f"development must be True or False, not {development!r}")
+    streams = _open_source(source, log, **options)
+    return _development_streams(streams) if development else streams
+
+
+def _open_source(source: str | os.PathLike, log: Callable[[str], None], **options) -> dict[str, Iterable[str]]:
     if source == "synthetic":
         options = {**SYNTHETIC_DEFAULTS, **options}
         _check_counts(options, ("train_stories", "validation_stories"))
