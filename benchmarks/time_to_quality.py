@@ -1,15 +1,20 @@
-"""Time to quality: the ``cpu`` preset against the nanoGPT-style defaults it replaced.
+"""Time to quality: the ``modern`` preset against the ``cpu`` preset, the same seconds each.
 
-Both train on the same real stories for the same seconds of wall-clock time on this machine:
+Both train on the same real stories, fp32 on this machine's CPU, for ``--seconds`` of
+wall-clock time each, one after the other in one run:
 
-* **old**: the previous ``cpu`` preset, nanoGPT's habits: GPT-2's full vocabulary, 4 layers x
-  128, 16 x 128 tokens a step, peak learning rate 2e-3;
-* **new**: the ``cpu`` preset (its compact vocabulary, its model and settings).
+* **cpu**: GPT-2's recipe (learned positions, LayerNorm, GELU, tied head, AdamW) on the
+  stories' 8,192 most used GPT-2 ids;
+* **modern**: rotary positions, RMSNorm, ReLU², QK-norm, an untied head and Muon, on a
+  tokenizer of 4,096 ids learned from the training stories (notebook 09).
 
 Each gets as many steps as fit in ``--seconds`` by its own measured step time, with its whole
-schedule (warmup, cosine to a tenth) fitted to them, and is evaluated every tenth of the run.
-The validation loss is reported in bits per byte, which compares the two vocabularies. The
-last line is the ratio of the seconds each needs to reach the old one's final bits per byte.
+schedule (warmup, cosine to a tenth) fitted to them, and is evaluated every tenth of the run on
+the **development split** (one training story in 25, held out; ``--development``), in bits per
+byte, which compares the two tokenizers. TinyStories' validation stories are read once, at the
+end, to score each final model. The last line is the ratio of the seconds each needs to reach
+the ``cpu`` preset's final development bits per byte. Everything printed also goes to
+``--results`` (curves, final figures, and a story from each for the same prompts).
 
     python benchmarks/time_to_quality.py --source ../shared/data/tinystories-sample --seconds 900
 """
@@ -17,28 +22,31 @@ last line is the ratio of the seconds each needs to reach the old one's final bi
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from slm_helpers.data import TokenDataset, prepare_dataset
+import torch
+
+from slm_helpers.checkpoint import load_model
+from slm_helpers.data import TokenDataset, open_source, prepare_dataset
 from slm_helpers.device import cpu_has_native_bf16
-from slm_helpers.model import GPTConfig
-from slm_helpers.optim import TrainConfig
+from slm_helpers.evaluate import stories_bits_per_byte
+from slm_helpers.generate import write_story
 from slm_helpers.presets import get_preset
 from slm_helpers.speed import TrainingStep
 from slm_helpers.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
-OLD_MODEL = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
-OLD_TRAIN = TrainConfig(batch_size=16, grad_accum_steps=1, max_steps=700, warmup_steps=70, learning_rate=2e-3,
-                        min_lr=2e-4, eval_interval=50, eval_batches=10, weight_decay=0.1, device="cpu",
-                        dtype="float32")
+PROMPTS = ("Once upon a time, there was a little girl named Lily.", "Tom and his dog went to the park.",
+           "The sun was hot, so")
 
 
-def seconds_per_step(model: GPTConfig, config: TrainConfig, data: TokenDataset, steps: int = 6) -> float:
-    step = TrainingStep(model, config, data)
+def seconds_per_step(preset, data: TokenDataset, steps: int = 8) -> float:
+    step = TrainingStep(preset.model.with_tokenizer(data.tokenizer), preset.train, data)
     step()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
@@ -46,13 +54,14 @@ def seconds_per_step(model: GPTConfig, config: TrainConfig, data: TokenDataset, 
     return (time.perf_counter() - start) / steps
 
 
-def curve(name: str, model: GPTConfig, config: TrainConfig, data: TokenDataset, seconds: float) -> list[tuple]:
-    """(seconds since the start, validation bits per byte) at each evaluation of a run fitted
-    to ``seconds``."""
-    per_step = seconds_per_step(model, config, data)
+def run(preset, data: TokenDataset, seconds: float, validation: list[str]) -> dict:
+    """Train ``preset``'s model on ``data`` for about ``seconds``: its development curve
+    (seconds since the start, bits per byte), then its final model scored on ``validation``."""
+    per_step = seconds_per_step(preset, data)
     steps = max(10, int(seconds * 0.95 / per_step))  # evaluation takes the other ~5%
-    config = replace(config, max_steps=steps, warmup_steps=max(1, steps // 10), eval_interval=max(1, steps // 10))
-    print(f"{name}: {per_step:.3f} s a step here, so {steps:,} steps in {seconds:.0f} s", flush=True)
+    config = replace(preset.train, max_steps=steps, warmup_steps=max(1, steps // 20),
+                     eval_interval=max(1, steps // 10), device="cpu", dtype="float32")
+    print(f"{preset.name}: {per_step:.3f} s a step here, so {steps:,} steps in {seconds:.0f} s", flush=True)
     times: list[float] = []
     start = time.perf_counter()
 
@@ -61,12 +70,22 @@ def curve(name: str, model: GPTConfig, config: TrainConfig, data: TokenDataset, 
             times.append(time.perf_counter() - start)
 
     with tempfile.TemporaryDirectory() as out:
-        history = train(model_config=model, train_config=config, data_dir=data, out_dir=out, progress=False,
-                        log=log).history
-    points = [(t, r["val_bpb"]) for t, r in zip(times, history)]
+        torch.manual_seed(0)
+        history = train(model_config=preset.model.with_tokenizer(data.tokenizer), train_config=config,
+                        data_dir=data, out_dir=out, progress=False, log=log).history
+        model, tokenizer = load_model(Path(out) / "best_model_params.pt")
+    points = [(round(t, 1), round(r["val_bpb"], 4)) for t, r in zip(times, history)]
     for t, bpb in points:
-        print(f"  {t:7.0f} s  {bpb:.3f} bits per byte", flush=True)
-    return points
+        print(f"  {t:7.0f} s  {bpb:.3f} bits per byte (development)", flush=True)
+    held_out = stories_bits_per_byte(model, tokenizer, validation)
+    print(f"  TinyStories' validation stories, once: {held_out:.3f} bits per byte", flush=True)
+    stories = {}
+    for prompt in PROMPTS:
+        stories[prompt] = write_story(model, tokenizer, prompt, max_new_tokens=150, seed=0, log=lambda line: None)
+    return dict(preset=preset.name, model=asdict(model.config), train=asdict(config), seconds_per_step=per_step,
+                steps=steps, tokens=steps * config.tokens_per_step(preset.model.block_size),
+                parameters=model.num_params(), development_curve=points, development_bpb=points[-1][1],
+                validation_bpb=round(held_out, 4), stories=stories)
 
 
 def seconds_to_reach(points: list[tuple], target: float) -> float | None:
@@ -81,28 +100,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="real stories: a folder of TinyStories files")
     parser.add_argument("--seconds", type=float, default=900.0, help="wall-clock seconds of training for each")
+    parser.add_argument("--results", default=str(ROOT / "notebooks" / "results" / "modern-preset-time-to-quality.json"))
     args = parser.parse_args()
-    new = get_preset("cpu")
     quiet = dict(progress=False, log=lambda line: None)
-    full = TokenDataset.open(prepare_dataset(args.source, ROOT / "data" / "tinystories-sample-full", **quiet).path)
-    compact_dir = ROOT / "data" / f"tinystories-sample-cpu-compact{new.vocab_size or ''}"
-    compact = TokenDataset.open(prepare_dataset(args.source, compact_dir, vocab=new.vocab, vocab_size=new.vocab_size,
-                                                **quiet).path)
-    print(f"{full.info.splits['train'].tokens:,} training tokens of real stories; fp32 on the CPU; native bf16: "
-          f"{cpu_has_native_bf16()}")
-    old_points = curve("old (full vocabulary, 4 x 128)", OLD_MODEL.with_tokenizer(full.tokenizer), OLD_TRAIN, full,
-                       args.seconds)
-    new_points = curve(f"new (the cpu preset: {new.model.n_layer} x {new.model.n_embd}, compact vocabulary)",
-                       new.model.with_tokenizer(compact.tokenizer), replace(new.train, device="cpu", dtype="float32"),
-                       compact, args.seconds)
-    target = old_points[-1][1]
-    old_time, new_time = old_points[-1][0], seconds_to_reach(new_points, target)
-    print(f"after {args.seconds:.0f} s: old {target:.3f} bits per byte, new {new_points[-1][1]:.3f}")
-    if new_time is None:
-        print(f"the new preset never reached {target:.3f} bits per byte")
+    validation = list(open_source(args.source, log=lambda line: None)["validation"])
+    runs = {}
+    for name in ("cpu", "modern"):
+        preset = get_preset(name)
+        folder = ROOT / "data" / f"dev-{Path(args.source).name}-{name}"
+        info = prepare_dataset(args.source, folder, development=True, vocab=preset.vocab, vocab_size=preset.vocab_size,
+                               **quiet)
+        data = TokenDataset.open(info.path)
+        if name == "cpu":
+            print(f"{info.splits['train'].stories:,} training stories, {info.splits['validation'].stories:,} held out "
+                  f"for development, {len(validation):,} validation stories; fp32 on the CPU "
+                  f"({torch.get_num_threads()} threads; native bf16: {cpu_has_native_bf16()})", flush=True)
+        runs[name] = run(preset, data, args.seconds, validation)
+    target = runs["cpu"]["development_bpb"]
+    cpu_time, modern_time = runs["cpu"]["development_curve"][-1][0], seconds_to_reach(
+        runs["modern"]["development_curve"], target)
+    print(f"after {args.seconds:.0f} s (development): cpu {target:.3f} bits per byte, modern "
+          f"{runs['modern']['development_bpb']:.3f}; validation, once: cpu {runs['cpu']['validation_bpb']:.3f}, "
+          f"modern {runs['modern']['validation_bpb']:.3f}")
+    ratio = None if modern_time is None else cpu_time / modern_time
+    Path(args.results).write_text(json.dumps(dict(
+        command=f"python benchmarks/time_to_quality.py --source {args.source} --seconds {args.seconds:g}",
+        machine=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        seconds=args.seconds, runs=runs, seconds_to_cpu_final={"cpu": cpu_time, "modern": modern_time},
+        ratio=ratio), indent=1, ensure_ascii=False) + "\n")
+    if modern_time is None:
+        print(f"the modern preset never reached {target:.3f} bits per byte")
     else:
-        print(f"seconds to reach the old preset's final {target:.3f} bits per byte: old {old_time:.0f} s, new "
-              f"{new_time:.0f} s: {old_time / new_time:.1f}x less time")
+        print(f"seconds to reach the cpu preset's final {target:.3f} bits per byte: cpu {cpu_time:.0f} s, modern "
+              f"{modern_time:.0f} s: {ratio:.1f}x less time")
 
 
 if __name__ == "__main__":

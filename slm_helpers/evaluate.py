@@ -86,6 +86,29 @@ def split_loss(model, data, split: str, block_size: int, batch_size: int = 32, d
     return total / windows
 
 
+def stories_bits_per_byte(model: GPT, tokenizer: Tokenizer, stories: list[str], batch_size: int = 32) -> float:
+    """Bits per byte of ``stories`` (each followed by ``<|endoftext|>``) under ``model``: every
+    token scored, in consecutive windows, the loss summed over the tokens and divided by the
+    stories' UTF-8 bytes. For held-out stories that no dataset of the model's tokenizer holds
+    (TinyStories' validation stories, scored once at the end of tuning on a development split)."""
+    ids = [i for story in stories for i in (*tokenizer.encode_ordinary(story), tokenizer.eot_token)]
+    tokens = torch.tensor(ids, dtype=torch.int64)
+    block = model.config.block_size
+    windows = (len(tokens) - 1) // block
+    x = tokens[: windows * block].view(windows, block)
+    y = tokens[1 : windows * block + 1].view(windows, block)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, windows, batch_size):
+            _, loss = model(x[i : i + batch_size], y[i : i + batch_size])
+            total += loss.item() * x[i : i + batch_size].numel()
+    model.train(was_training)
+    text_bytes = sum(len(story.encode("utf-8")) for story in stories) * (windows * block) / (len(tokens) - 1)
+    return total / math.log(2) / text_bytes
+
+
 def sample_text(model: GPT, tokenizer: Tokenizer, prompt: str = SAMPLE_PROMPT, tokens: int = SAMPLE_TOKENS) -> str:
     """What the model writes now: ``prompt`` continued greedily (deterministic, so the saved
     samples of a run show what training changed, not chance). Recorded at every evaluation;

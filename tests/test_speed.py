@@ -25,7 +25,7 @@ from slm_helpers.speed import (
 from conftest import requires_tokenizer
 
 
-@pytest.mark.parametrize("name", ["ci", "cpu", "gpu"])
+@pytest.mark.parametrize("name", ["ci", "cpu", "modern", "gpu"])
 def test_the_parts_add_up_to_the_run_estimate_s_flops_per_token(name):
     preset = get_preset(name)
     flops = flops_per_token(preset.model)

@@ -107,7 +107,7 @@ def test_train_without_a_preset_needs_every_setting(tmp_path):
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown preset 'laptop'; choose one of: ci, cpu, gpu, gpu-long"):
+    with pytest.raises(ValueError, match="Unknown preset 'laptop'; choose one of: ci, cpu, modern, gpu, gpu-long"):
         get_preset("laptop")
 
 
@@ -322,7 +322,7 @@ def test_cli_bad_preset_is_one_clear_line(tmp_path):
     proc = _cli(["--preset", "laptop", "--out-dir", str(tmp_path)])
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2  # a bad argument, as argparse's own
-    assert "argument --preset: 'laptop' is not a preset: choose one of ci, cpu, gpu, gpu-long" in err
+    assert "argument --preset: 'laptop' is not a preset: choose one of ci, cpu, modern, gpu, gpu-long" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 

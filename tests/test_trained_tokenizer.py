@@ -121,6 +121,17 @@ def test_a_record_without_a_kind_is_gpt2s():
     assert Tokenizer.from_record({"name": "gpt2", "vocabulary": None}, "x") == gpt2
 
 
+def test_stories_of_few_words_give_fewer_ids_and_it_is_said(tmp_path):
+    lines = []
+    info = prepare_dataset("synthetic", tmp_path / "d", vocab="trained", vocab_size=5000, train_stories=100,
+                           validation_stories=10, seed=0, num_workers=1, progress=False, log=lines.append)
+    assert 257 < info.n_vocab < 5000 and info.vocab_size_asked == 5000
+    said = [line for line in lines if "ran out of merges" in line]
+    assert said == [f"the stories ran out of merges at {info.n_vocab:,} ids (every word of theirs is one token): "
+                    f"the tokenizer has {info.n_vocab:,} ids, not 5,000"]
+    assert TokenDataset.open(tmp_path / "d").vocab_size == info.n_vocab
+
+
 def test_too_small_a_size_is_refused(stories):
     with pytest.raises(TokenizerError, match="vocab_size must be a whole number >= 257"):
         train_tokenizer(stories, 100)

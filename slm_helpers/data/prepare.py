@@ -326,6 +326,9 @@ def _learn_tokenizer(source, source_options: dict, vocab_size: int, log) -> Toke
     stories = list(itertools.islice(stories, TOKENIZER_STORIES))
     log(f"learning a tokenizer of {vocab_size:,} ids from {len(stories):,} training stories (a few seconds)")
     tokenizer = train_tokenizer(stories, vocab_size)
+    if tokenizer.n_vocab < vocab_size:
+        log(f"the stories ran out of merges at {tokenizer.n_vocab:,} ids (every word of theirs is one token): the "
+            f"tokenizer has {tokenizer.n_vocab:,} ids, not {vocab_size:,}")
     log(describe(tokenizer))
     return tokenizer
 
