@@ -17,6 +17,10 @@ the ``cpu`` preset's final development bits per byte. Everything printed also go
 ``--results`` (curves, final figures, and a story from each for the same prompts).
 
     python benchmarks/time_to_quality.py --source ../shared/data/tinystories-sample --seconds 900
+
+Both train in fp32 whatever the CPU offers: on a CPU with native bf16 (AVX512-BF16 or AMX) the
+presets would choose bf16 by themselves and train further in the same seconds; ``--dtype
+bfloat16`` measures that instead.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ PROMPTS = ("Once upon a time, there was a little girl named Lily.", "Tom and his
            "The sun was hot, so")
 
 
-def seconds_per_step(preset, data: TokenDataset, steps: int = 8) -> float:
-    step = TrainingStep(preset.model.with_tokenizer(data.tokenizer), preset.train, data)
+def seconds_per_step(preset, data: TokenDataset, dtype: str, steps: int = 8) -> float:
+    step = TrainingStep(preset.model.with_tokenizer(data.tokenizer), replace(preset.train, device="cpu", dtype=dtype),
+                        data)
     step()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
@@ -54,14 +59,14 @@ def seconds_per_step(preset, data: TokenDataset, steps: int = 8) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def run(preset, data: TokenDataset, seconds: float, validation: list[str]) -> dict:
+def run(preset, data: TokenDataset, seconds: float, validation: list[str], dtype: str = "float32") -> dict:
     """Train ``preset``'s model on ``data`` for about ``seconds``: its development curve
     (seconds since the start, bits per byte), then its final model scored on ``validation``."""
-    per_step = seconds_per_step(preset, data)
+    per_step = seconds_per_step(preset, data, dtype)
     steps = max(10, int(seconds * 0.95 / per_step))  # evaluation takes the other ~5%
     config = replace(preset.train, max_steps=steps, warmup_steps=max(1, steps // 20),
-                     eval_interval=max(1, steps // 10), device="cpu", dtype="float32")
-    print(f"{preset.name}: {per_step:.3f} s a step here, so {steps:,} steps in {seconds:.0f} s", flush=True)
+                     eval_interval=max(1, steps // 10), device="cpu", dtype=dtype)
+    print(f"{preset.name} ({dtype}): {per_step:.3f} s a step here, so {steps:,} steps in {seconds:.0f} s", flush=True)
     times: list[float] = []
     start = time.perf_counter()
 
@@ -100,22 +105,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="real stories: a folder of TinyStories files")
     parser.add_argument("--seconds", type=float, default=900.0, help="wall-clock seconds of training for each")
-    parser.add_argument("--results", default=str(ROOT / "notebooks" / "results" / "modern-preset-time-to-quality.json"))
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: autocast, for a CPU with native bf16 (elsewhere ~30x slower)")
+    parser.add_argument("--results", default=None,
+                        help="default: notebooks/results/modern-preset-time-to-quality.json (-bf16.json with bfloat16)")
     args = parser.parse_args()
+    suffix = "-bf16" if args.dtype == "bfloat16" else ""
+    args.results = args.results or str(ROOT / "notebooks" / "results" / f"modern-preset-time-to-quality{suffix}.json")
     quiet = dict(progress=False, log=lambda line: None)
     validation = list(open_source(args.source, log=lambda line: None)["validation"])
+
+    def development_data(preset) -> TokenDataset:
+        folder = ROOT / "data" / f"dev-{Path(args.source).name}-{preset.name}"
+        return TokenDataset.open(prepare_dataset(args.source, folder, development=True, vocab=preset.vocab,
+                                                 vocab_size=preset.vocab_size, **quiet).path)
+
+    if args.dtype == "bfloat16" and not cpu_has_native_bf16():
+        raise SystemExit("error: this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would run ~30x slower here")
     runs = {}
     for name in ("cpu", "modern"):
         preset = get_preset(name)
-        folder = ROOT / "data" / f"dev-{Path(args.source).name}-{name}"
-        info = prepare_dataset(args.source, folder, development=True, vocab=preset.vocab, vocab_size=preset.vocab_size,
-                               **quiet)
-        data = TokenDataset.open(info.path)
+        data = development_data(preset)
+        info = data.info
         if name == "cpu":
             print(f"{info.splits['train'].stories:,} training stories, {info.splits['validation'].stories:,} held out "
-                  f"for development, {len(validation):,} validation stories; fp32 on the CPU "
+                  f"for development, {len(validation):,} validation stories; {args.dtype} on the CPU "
                   f"({torch.get_num_threads()} threads; native bf16: {cpu_has_native_bf16()})", flush=True)
-        runs[name] = run(preset, data, args.seconds, validation)
+        runs[name] = run(preset, data, args.seconds, validation, args.dtype)
     target = runs["cpu"]["development_bpb"]
     cpu_time, modern_time = runs["cpu"]["development_curve"][-1][0], seconds_to_reach(
         runs["modern"]["development_curve"], target)
@@ -124,7 +140,8 @@ def main() -> None:
           f"modern {runs['modern']['validation_bpb']:.3f}")
     ratio = None if modern_time is None else cpu_time / modern_time
     Path(args.results).write_text(json.dumps(dict(
-        command=f"python benchmarks/time_to_quality.py --source {args.source} --seconds {args.seconds:g}",
+        command=f"python benchmarks/time_to_quality.py --source {args.source} --seconds {args.seconds:g}"
+                + (" --dtype bfloat16" if args.dtype == "bfloat16" else ""),
         machine=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         seconds=args.seconds, runs=runs, seconds_to_cpu_final={"cpu": cpu_time, "modern": modern_time},
         ratio=ratio), indent=1, ensure_ascii=False) + "\n")

@@ -103,14 +103,14 @@ def train_candidate(c: dict, data: TokenDataset, timing: dict, budget: float) ->
                 history_val=[round(r["val_loss"], 4) for r in result.history])
 
 
-def print_table(results: dict) -> None:
-    print(f"{'candidate':<24} {'params':>9} {'s/step':>7} {'steps':>6} {'tokens':>8} {'seconds':>7} {'val nats':>8} "
-          f"{'val bpb':>7}")
-    rows = sorted(results.values(), key=lambda r: r.get("val_bpb", math.inf))
+def print_table(results: dict, rows: list[dict] | None = None) -> None:
+    """The trained rows of ``results``, best first (or ``rows``, in their order)."""
+    rows = [r for r in rows or sorted(results.values(), key=lambda r: r.get("val_bpb", math.inf)) if "val_bpb" in r]
+    width = max([9] + [len(r["name"]) for r in rows])
+    print(f"{'candidate':<{width}} {'params':>9} {'s/step':>7} {'steps':>6} {'tokens':>8} {'seconds':>7} "
+          f"{'val nats':>8} {'val bpb':>7}")
     for r in rows:
-        if "val_bpb" not in r:
-            continue
-        print(f"{r['name']:<24} {r['params']:>9,} {r['seconds_per_step']:>7.3f} {r['steps']:>6,} "
+        print(f"{r['name']:<{width}} {r['params']:>9,} {r['seconds_per_step']:>7.3f} {r['steps']:>6,} "
               f"{r['tokens'] / 1e6:>7.2f}M {r['projected_seconds']:>7.0f} {r['val_nats']:>8.3f} {r['val_bpb']:>7.3f}")
 
 

@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 import torch
-from tune_cpu_preset import time_candidate, train_candidate
+from tune_cpu_preset import print_table, time_candidate, train_candidate
 
 from slm_helpers.data import TokenDataset
 
@@ -71,17 +71,6 @@ CANDIDATES = [
 ]
 
 
-def print_table(results: dict) -> None:
-    print(f"{'candidate':<28} {'params':>9} {'s/step':>7} {'steps':>6} {'tokens':>8} {'seconds':>7} {'dev nats':>8} "
-          f"{'dev bpb':>7}")
-    for c in CANDIDATES:
-        r = results.get(c["name"], {})
-        if "val_bpb" in r:
-            print(f"{r['name']:<28} {r['params']:>9,} {r['seconds_per_step']:>7.3f} {r['steps']:>6,} "
-                  f"{r['tokens'] / 1e6:>7.2f}M {r['projected_seconds']:>7.0f} {r['val_nats']:>8.3f} "
-                  f"{r['val_bpb']:>7.3f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data", help="the folder holding the dev-* datasets")
@@ -117,7 +106,8 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1))
     if args.table or not args.phase:
-        print_table(results)
+        print("(val: the development split)")
+        print_table(results, [results[c["name"]] for c in CANDIDATES if c["name"] in results])
 
 
 if __name__ == "__main__":

@@ -69,10 +69,9 @@ def estimate_loss(model, data, config: TrainConfig, block_size: int, device, dty
 
 
 @torch.no_grad()
-def split_loss(model, data, split: str, block_size: int, batch_size: int = 32, device="cpu") -> float:
-    """Mean loss over every token of ``split`` (in consecutive windows of ``block_size``), not
-    over random windows: the number to report once a run is over."""
-    tokens = torch.from_numpy(np.asarray(batches_of(data).tokens(split), dtype=np.int64))
+def _summed_loss(model, tokens: torch.Tensor, block_size: int, batch_size: int, device) -> tuple[float, int]:
+    """The loss summed over every token of ``tokens`` cut into consecutive windows of
+    ``block_size`` (the last partial window left out), and how many tokens were scored."""
     windows = (len(tokens) - 1) // block_size
     x = tokens[: windows * block_size].view(windows, block_size)
     y = tokens[1 : windows * block_size + 1].view(windows, block_size)
@@ -81,31 +80,29 @@ def split_loss(model, data, split: str, block_size: int, batch_size: int = 32, d
     total = 0.0
     for i in range(0, windows, batch_size):
         _, loss = model(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
-        total += loss.item() * len(x[i : i + batch_size])
+        total += loss.item() * x[i : i + batch_size].numel()
     model.train(was_training)
-    return total / windows
+    return total, windows * block_size
+
+
+def split_loss(model, data, split: str, block_size: int, batch_size: int = 32, device="cpu") -> float:
+    """Mean loss over every token of ``split`` (in consecutive windows of ``block_size``), not
+    over random windows: the number to report once a run is over."""
+    tokens = torch.from_numpy(np.asarray(batches_of(data).tokens(split), dtype=np.int64))
+    total, scored = _summed_loss(model, tokens, block_size, batch_size, device)
+    return total / scored
 
 
 def stories_bits_per_byte(model: GPT, tokenizer: Tokenizer, stories: list[str], batch_size: int = 32) -> float:
     """Bits per byte of ``stories`` (each followed by ``<|endoftext|>``) under ``model``: every
     token scored, in consecutive windows, the loss summed over the tokens and divided by the
-    stories' UTF-8 bytes. For held-out stories that no dataset of the model's tokenizer holds
-    (TinyStories' validation stories, scored once at the end of tuning on a development split)."""
+    stories' UTF-8 bytes (in the share of tokens scored). For held-out stories that no dataset
+    of the model's tokenizer holds (TinyStories' validation stories, scored once at the end of
+    tuning on a development split)."""
     ids = [i for story in stories for i in (*tokenizer.encode_ordinary(story), tokenizer.eot_token)]
     tokens = torch.tensor(ids, dtype=torch.int64)
-    block = model.config.block_size
-    windows = (len(tokens) - 1) // block
-    x = tokens[: windows * block].view(windows, block)
-    y = tokens[1 : windows * block + 1].view(windows, block)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, windows, batch_size):
-            _, loss = model(x[i : i + batch_size], y[i : i + batch_size])
-            total += loss.item() * x[i : i + batch_size].numel()
-    model.train(was_training)
-    text_bytes = sum(len(story.encode("utf-8")) for story in stories) * (windows * block) / (len(tokens) - 1)
+    total, scored = _summed_loss(model, tokens, model.config.block_size, batch_size, "cpu")
+    text_bytes = sum(len(story.encode("utf-8")) for story in stories) * scored / (len(tokens) - 1)
     return total / math.log(2) / text_bytes
 
 

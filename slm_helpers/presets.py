@@ -114,6 +114,11 @@ GPU_FINETUNE = replace(GPU_TRAIN, max_steps=1_000, warmup_steps=50, learning_rat
 GPU_REQUESTS = dict(train_records=100_000, validation_records=500, window_words=70)
 
 
+# Notebook 08 on a laptop (cpu, modern): 700 steps at half the rate, on 10,000 request records.
+LAPTOP_FINETUNE = TrainConfig(batch_size=32, grad_accum_steps=1, max_steps=700, warmup_steps=35, learning_rate=3e-3,
+                              min_lr=3e-4, eval_interval=70, eval_batches=10, weight_decay=0.1)
+LAPTOP_REQUESTS = dict(train_records=10_000, validation_records=200, window_words=70)
+
 # The modern recipe's model switches (slm_helpers.modern), all on: notebook 09 adds them one at a time.
 MODERN_PIECES = dict(position="rotary", norm="rmsnorm", mlp="relu2", qk_norm=True, tie_head=False)
 
@@ -161,17 +166,17 @@ PRESETS: dict[str, Preset] = {
             batch_size=32, grad_accum_steps=1, max_steps=1_700, warmup_steps=85, learning_rate=6e-3, min_lr=6e-4,
             eval_interval=170, eval_batches=10, weight_decay=0.1,
         ),
-        finetune=TrainConfig(
-            batch_size=32, grad_accum_steps=1, max_steps=700, warmup_steps=35, learning_rate=3e-3, min_lr=3e-4,
-            eval_interval=70, eval_batches=10, weight_decay=0.1,
-        ),
-        requests=dict(train_records=10_000, validation_records=200, window_words=70),
+        finetune=LAPTOP_FINETUNE,
+        requests=LAPTOP_REQUESTS,
     ),
-    # Tuned on a development split of real TinyStories (benchmarks/tune_modern_preset.py, its table in
-    # benchmarks/results/modern-preset-tuning.json), never on validation, for the lowest bits per
-    # byte after 15 minutes of fp32 training on 2 CPU cores. A tokenizer of 4,096 ids learned from the
-    # stories writes them in as many tokens as GPT-2's ids with a head half the compact one's, so a step
-    # is cheaper; the modern pieces make each step count for more.
+    # The cpu preset's model size and rates with the modern pieces, each kept for what it did on a
+    # development split of real TinyStories, never on validation (benchmarks/tune_modern_preset.py: each
+    # piece added in turn, 300 s of fp32 training on 2 CPU cores; its table in
+    # notebooks/results/modern-preset-tuning.json). A tokenizer of 4,096 ids learned from the stories
+    # writes them in about as many tokens as the compact vocabulary's 8,192 with half the head, so a step
+    # is cheaper; rotary and Muon make each step count for more. 1,700 steps fit 15 minutes at the 0.51 s
+    # a step (evaluations aside) measured over a whole run of benchmarks/time_to_quality.py, which compares
+    # it with the cpu preset (notebooks/results/modern-preset-time-to-quality.json).
     "modern": Preset(
         name="modern",
         description="about 15 minutes on a 2-core laptop, the modern recipe: 35,000 TinyStories with a tokenizer of "
@@ -185,14 +190,11 @@ PRESETS: dict[str, Preset] = {
         fallback_options=dict(train_stories=20_000, validation_stories=1_000, seed=0),
         model=GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0, **MODERN_PIECES),
         train=TrainConfig(
-            batch_size=32, grad_accum_steps=1, max_steps=2_400, warmup_steps=120, learning_rate=6e-3, min_lr=6e-4,
-            eval_interval=240, eval_batches=10, weight_decay=0.1, optimizer="muon", muon_lr=0.02,
+            batch_size=32, grad_accum_steps=1, max_steps=1_700, warmup_steps=85, learning_rate=6e-3, min_lr=6e-4,
+            eval_interval=170, eval_batches=10, weight_decay=0.1, optimizer="muon", muon_lr=0.02,
         ),
-        finetune=TrainConfig(
-            batch_size=32, grad_accum_steps=1, max_steps=700, warmup_steps=35, learning_rate=3e-3, min_lr=3e-4,
-            eval_interval=70, eval_batches=10, weight_decay=0.1,
-        ),
-        requests=dict(train_records=10_000, validation_records=200, window_words=70),
+        finetune=LAPTOP_FINETUNE,
+        requests=LAPTOP_REQUESTS,
     ),
     "gpu": Preset(
         name="gpu",

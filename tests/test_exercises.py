@@ -232,7 +232,52 @@ EXERCISES = [
              lambda a: [uses_by_regex, lambda story, word: a(story.upper(), word)],
              lambda a: [lambda story, word: word.lower() in story.lower(),  # doghouse uses dog, cattle cat
                         lambda story, word: word.lower() in re.findall(r"[a-z]+", story.lower())]),  # no forms
+    Exercise("09.1", "exercise_1", {},
+             lambda a: [interleaved_rotary,  # the paper's layout of pairs: RoPE too
+                        lambda x, positions: a(x.double(), positions).float()],
+             lambda a: [lambda x, positions: x + sinusoid(x.size(0), x.size(1)),  # added, as GPT-2's positions
+                        lambda x, positions: a(x, positions * 0 + 1),  # every row turned by the same angle
+                        lambda x, positions: a(x, -positions)]),  # turned backwards
+    Exercise("09.2", "exercise_2", {},
+             lambda a: [newton_schulz_cubic, orthogonal_by_eigh],
+             lambda a: [lambda g: g / g.norm(),  # scaled, not orthogonalized
+                        lambda g: torch.sign(g),  # signSGD's update
+                        muon_orthogonalize]),  # Muon's own five quintic rounds: singular values only near 1
 ]
+
+
+def interleaved_rotary(x, positions, base=10_000.0):
+    d = x.size(-1)
+    angles = positions[:, None].float() * base ** (-torch.arange(0, d, 2).float() / d)
+    out = torch.empty_like(x)
+    even, odd = x[:, 0::2], x[:, 1::2]
+    out[:, 0::2], out[:, 1::2] = even * angles.cos() - odd * angles.sin(), even * angles.sin() + odd * angles.cos()
+    return out
+
+
+def sinusoid(T, d):
+    position = torch.arange(T)[:, None].float()
+    return torch.sin(position / 10_000 ** (torch.arange(d)[None] / d))
+
+
+def newton_schulz_cubic(g, steps=60):  # the classic cubic iteration, converging to U V^T exactly
+    x = g.double() / g.norm()
+    for _ in range(steps):
+        x = 1.5 * x - 0.5 * x @ x.T @ x
+    return x.float()
+
+
+def orthogonal_by_eigh(g):  # (G G^T)^(-1/2) G
+    values, vectors = torch.linalg.eigh(g.double() @ g.double().T)
+    keep = values > 1e-12 * values.max()
+    inverse_root = (vectors[:, keep] / values[keep].sqrt()) @ vectors[:, keep].T
+    return (inverse_root @ g.double()).float()
+
+
+def muon_orthogonalize(g):
+    from slm_helpers.muon import orthogonalize
+
+    return orthogonalize(g)
 
 
 def test_every_exercise_has_a_case():
@@ -259,8 +304,8 @@ def test_an_unanswered_exercise_points_at_its_solution(capsys):
     assert passes("03.2", None, preset="ci") is False
     assert capsys.readouterr().out == ("exercise 03.2: not answered yet (a worked solution: "
                                        "notebooks/solutions/03_gpt_model.py)\n")
-    with pytest.raises(ValueError, match="no exercise '09.1'"):
-        check("09.1", 1)
+    with pytest.raises(ValueError, match="no exercise '10.1'"):
+        check("10.1", 1)
 
 
 @pytest.mark.parametrize("number", sorted(SOLUTIONS))

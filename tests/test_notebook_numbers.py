@@ -52,6 +52,14 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
     "07_speed": {"768": "GPT-2 small's width, a published size, for contrast",
                  "384": "the gpu preset's width: a given of exercise 1"},
     "08_stories_on_request": {"2305.07759": CITATION, "2023": CITATION},
+    "09_modern_recipe": {
+        "2019": CITATION, "2021": CITATION, "2024": CITATION,
+        "256": "the number of byte values, 2**8",
+        "512": "llama2.c's smallest TinyStories vocabulary, a published size quoted with its source",
+        "1,000": "the spread the cell sets up and prints: a largest singular value of 1.000, a smallest of 0.0010",
+        "12,898": "the shared sample's training stories, as its README states (the results file holds the run's split)",
+        "500": "the shared sample's validation stories, as its README states",
+    },
 }
 
 
