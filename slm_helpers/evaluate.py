@@ -101,7 +101,8 @@ def stories_bits_per_byte(model: GPT, tokenizer: Tokenizer, stories: list[str], 
     tuning on a development split)."""
     ids = [i for story in stories for i in (*tokenizer.encode_ordinary(story), tokenizer.eot_token)]
     tokens = torch.tensor(ids, dtype=torch.int64)
-    total, scored = _summed_loss(model, tokens, model.config.block_size, batch_size, "cpu")
+    device = next(model.parameters()).device  # wherever the model is
+    total, scored = _summed_loss(model, tokens, model.config.block_size, batch_size, device)
     text_bytes = sum(len(story.encode("utf-8")) for story in stories) * scored / (len(tokens) - 1)
     return total / math.log(2) / text_bytes
 

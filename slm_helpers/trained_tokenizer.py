@@ -117,12 +117,10 @@ class TrainedTokenizer(Tokenizer):
         return self._bytes[token]
 
     def decode_bytes(self, tokens: Iterable[int]) -> bytes:
-        table = self._bytes
-        try:
-            return b"".join(table[int(t)] for t in tokens)
-        except IndexError:
-            bad = next(int(t) for t in tokens if not 0 <= int(t) < self.n_vocab)
-            raise TokenizerError(f"token {bad} is not an id of {self.name} (0 to {self.n_vocab - 1})") from None
+        ids = [int(t) for t in tokens]  # a generator is read once: the error below needs the ids again
+        if bad := [t for t in ids if not 0 <= t < self.n_vocab]:
+            raise TokenizerError(f"token {bad[0]} is not an id of {self.name} (0 to {self.n_vocab - 1})")
+        return b"".join(self._bytes[t] for t in ids)
 
     def tokens_of(self, text: str) -> list[str]:
         """The pieces ``text`` is cut into, as text (notebook 09 prints them)."""
