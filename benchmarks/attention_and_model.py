@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from slm_helpers.model import GPT, CausalSelfAttention, GPTConfig, to_hf_gpt2
+from slm_helpers.export import to_hf_gpt2
+from slm_helpers.model import GPT, CausalSelfAttention, GPTConfig
 from slm_helpers.presets import get_preset
 
 

@@ -24,8 +24,9 @@ from dataclasses import replace
 
 import torch
 
+from slm_helpers.export import to_hf_gpt2
 from slm_helpers.generate import generate_ids
-from slm_helpers.model import GPT, to_hf_gpt2
+from slm_helpers.model import GPT
 from slm_helpers.presets import get_preset
 
 

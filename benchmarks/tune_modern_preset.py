@@ -62,7 +62,10 @@ CANDIDATES = [
     # the tokenizer's size, with every piece
     row("all, tokenizer 2048", "dev-bpe2048", MODERN, **MUON),
     row("all, tokenizer 8192", "dev-bpe8192", MODERN, **MUON),
-    # learning rates and sizes for the whole recipe
+    # QK-norm cost a little in the ablation: the whole recipe without it
+    row("all, no qk-norm", "dev-bpe4096", {**MODERN, "qk_norm": False}, **MUON),
+    # learning rates, batch and sizes for the whole recipe
+    row("all, batch 16", "dev-bpe4096", MODERN, batch=16, **MUON),
     row("all, muon_lr 0.04", "dev-bpe4096", MODERN, muon_lr=0.04, **MUON),
     row("all, lr 3e-3", "dev-bpe4096", MODERN, lr=3e-3, **MUON),
     row("all, 6x192", "dev-bpe4096", {**MODERN, "n_layer": 6, "n_embd": 192, "n_head": 6}, **MUON),

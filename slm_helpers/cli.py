@@ -1,5 +1,5 @@
-"""The three command-line tools, above the library: ``python -m slm_helpers.data``,
-``python -m slm_helpers.train`` and ``python -m slm_helpers.generate``.
+"""The command-line tools, above the library: ``python -m slm_helpers.data``,
+``python -m slm_helpers.train``, ``python -m slm_helpers.generate`` and ``python -m slm_helpers.export``.
 
 Each parses its arguments, calls the library, and turns what goes wrong into one line
 ``error: <what is wrong and what to do>``: exit status 1 for an error, 2 for a bad argument
@@ -314,6 +314,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     from slm_helpers.checkpoint import load_model
     from slm_helpers.device import choose_device
     from slm_helpers.generate import stream_story
+    from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P
     from slm_helpers.instruct import FEATURES, RequestError, request_prompt
 
     parser = ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
@@ -322,10 +323,10 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--words", default=None,
                         help="ask a fine-tuned model (notebook 08) for a story using these words: dog,ball,happy")
     parser.add_argument("--features", default=None, help=f"with --words: any of {','.join(FEATURES)}")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=200)
-    parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=positive_int, default=200)
-    parser.add_argument("--top-p", type=probability, default=None)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=MAX_NEW_TOKENS)
+    parser.add_argument("--temperature", type=non_negative_float, default=TEMPERATURE, help="0 = greedy")
+    parser.add_argument("--top-k", type=positive_int, default=TOP_K)
+    parser.add_argument("--top-p", type=probability, default=TOP_P)
     parser.add_argument("--seed", type=seed, default=None, help="the same seed writes the same story")
     parser.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every token")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
@@ -353,3 +354,23 @@ def generate_main(argv: list[str] | None = None) -> int:
 
 def generate_command() -> int:
     return run(generate_main)
+
+
+# ----------------------------------------------------------------------------- python -m slm_helpers.export
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    from slm_helpers.export import export_model
+
+    parser = ArgumentParser(prog="python -m slm_helpers.export",
+                            description="Write a trained model as a folder that Hugging Face transformers loads.")
+    parser.add_argument("--checkpoint", required=True, help="a run's best_model_params.pt (or checkpoint.pt)")
+    parser.add_argument("--out-dir", required=True, help="the folder to write (config, weights, tokenizer, card)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the folder if it holds files")
+    args = parser.parse_args(argv)
+    export_model(args.checkpoint, args.out_dir, overwrite=args.overwrite)
+    return 0
+
+
+def export_command() -> int:
+    return run(export_main, on_interrupt="interrupted: nothing was written")

@@ -363,35 +363,3 @@ def flops_per_token(config: GPTConfig) -> dict[str, float]:
         "output head + loss": 6.0 * V * C,
         "optimizer": 0.0,
     }
-
-
-# Linear layers that GPT-2's checkpoints store as Conv1D, i.e. with the weight transposed.
-GPT2_CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-def to_hf_gpt2(model: GPT, attn_implementation: str = "sdpa"):
-    """The same network as a Hugging Face ``transformers.GPT2LMHeadModel`` (in eval mode).
-
-    The names map one to one; GPT-2's Conv1D layers hold transposed weights, and its default
-    activation is the tanh approximation of GELU, so the copy uses the exact ``"gelu"``.
-    Needs the ``transformers`` package (a test-only dependency). Dropout is off.
-    """
-    import transformers
-
-    c = model.config
-    if c.modern_pieces():
-        raise SlmError(f"this model has pieces GPT-2 lacks ({', '.join(c.modern_pieces())}): "
-                       "GPT2LMHeadModel cannot hold it")
-    hf_config = transformers.GPT2Config(
-        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
-        activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
-        tie_word_embeddings=True,
-    )
-    hf = transformers.GPT2LMHeadModel._from_config(hf_config, attn_implementation=attn_implementation)
-    state = {k: (v.t() if k.endswith(GPT2_CONV1D_WEIGHTS) else v) for k, v in model.state_dict().items()}
-    missing, unexpected = hf.load_state_dict(state, strict=False)
-    leftover = [k for k in missing if k != "lm_head.weight" and not k.endswith((".attn.bias", ".attn.masked_bias"))]
-    if unexpected or leftover:
-        raise RuntimeError(f"weights do not map onto GPT2LMHeadModel: unexpected {unexpected}, missing {leftover}")
-    hf.tie_weights()
-    return hf.eval()

@@ -54,6 +54,7 @@ class Rotary(nn.Module):
         super().__init__()
         if head_size % 2:
             raise ValueError(f"rotary embeddings need an even head size, not {head_size}")
+        self.base = base
         inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
         angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (T, head_size/2)
         self.register_buffer("cos", angles.cos(), persistent=False)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -119,6 +120,7 @@ class Tokenizer:
     n_vocab: int
     eot_token: int
     is_compact = False  # a compact vocabulary: some text becomes the unknown id
+    unknown_id: int | None = None  # the id of text the tokenizer cannot write (a compact vocabulary's)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.n_vocab:,} ids)"
@@ -141,6 +143,13 @@ class Tokenizer:
 
     @classmethod
     def _from_record_fields(cls, record: dict, where: str) -> Tokenizer:
+        raise NotImplementedError
+
+    def to_hf(self):
+        """The same tokenizer as a Hugging Face ``tokenizers.Tokenizer`` (what a
+        ``tokenizer.json`` holds and ``transformers`` loads), giving the same ids for the same
+        text. It may know more ids than :attr:`n_vocab`: each of those stands for text this
+        tokenizer writes as :attr:`unknown_id` (:mod:`slm_helpers.export`)."""
         raise NotImplementedError
 
     # --- the same for every kind
@@ -228,6 +237,7 @@ class GPT2Tokenizer(Tokenizer):
             self.name = f"{GPT2}-compact-{vocabulary.size}-{vocabulary.fingerprint}"
             self.n_vocab = vocabulary.size
             self.eot_token = int(vocabulary.to_compact([EOT_TOKEN_ID])[0])
+            self.unknown_id = vocabulary.unknown_id
 
     @property
     def encoding(self) -> tiktoken.Encoding:
@@ -277,6 +287,40 @@ class GPT2Tokenizer(Tokenizer):
 
     def _record_fields(self) -> dict:
         return {"vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict()}
+
+    def to_hf(self):
+        """GPT-2's BPE as ``tokenizers`` holds it, converted from tiktoken's ranks by
+        ``transformers``' own converter (needs ``pip install -e .[export]``).
+
+        A compact vocabulary renumbers it. BPE merges tokens by their ids, so the left-out
+        tokens cannot all share the unknown id (their merges would mix): each keeps an id of its
+        own after the model's, from :attr:`n_vocab` on, in GPT-2's order; every kept token has
+        its compact id, and ``<unk>`` is the unknown id. An exported model reads every left-out
+        id as the unknown id, and never writes one."""
+        from tokenizers import Tokenizer as HFTokenizer
+        from transformers.convert_slow_tokenizer import TikTokenConverter
+
+        ranks = self.encoding._mergeable_ranks
+
+        class FromRanks(TikTokenConverter):  # the ranks in memory, not a file: they may have been downloaded
+            def load_tiktoken_bpe(self, url):
+                return ranks
+
+        hf = FromRanks(pattern=self.encoding._pat_str, extra_special_tokens={EOT_TEXT: EOT_TOKEN_ID}).converted()
+        if self.vocabulary is None:
+            return hf
+        spec = json.loads(hf.to_str())
+        compact = self.vocabulary.to_compact(np.arange(GPT2_N_VOCAB))
+        left_out = np.flatnonzero(compact == self.unknown_id)
+        new_id = compact.copy()
+        new_id[left_out] = self.n_vocab + np.arange(len(left_out))
+        # The two special tokens go in the model's vocabulary too: an added token's id is its
+        # vocabulary id if it has one, else the next free id after the vocabulary.
+        specials = {EOT_TEXT: self.eot_token, UNKNOWN_TEXT: self.unknown_id}
+        spec["model"]["vocab"] = {**{text: int(new_id[i]) for text, i in spec["model"]["vocab"].items()}, **specials}
+        (eot,) = spec["added_tokens"]
+        spec["added_tokens"] = [{**eot, "id": i, "content": text} for text, i in specials.items()]
+        return HFTokenizer.from_str(json.dumps(spec))
 
     @classmethod
     def _from_record_fields(cls, record: dict, where: str) -> GPT2Tokenizer:

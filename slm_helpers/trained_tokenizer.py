@@ -129,6 +129,13 @@ class TrainedTokenizer(Tokenizer):
     def _record_fields(self) -> dict:
         return {"tokenizer_json": self.json}
 
+    def to_hf(self):
+        """Itself: it is a ``tokenizers`` tokenizer already (a fresh copy, which recognises
+        ``<|endoftext|>`` written in a text as the special token, as ``transformers`` expects)."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        return HFTokenizer.from_str(self.json)
+
     @classmethod
     def _from_record_fields(cls, record: dict, where: str) -> TrainedTokenizer:
         if not isinstance(record.get("tokenizer_json"), str):

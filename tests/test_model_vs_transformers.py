@@ -7,7 +7,8 @@ with our attention forced to each path.
 import pytest
 import torch
 
-from slm_helpers.model import GPT, GPTConfig, to_hf_gpt2
+from slm_helpers.export import to_hf_gpt2
+from slm_helpers.model import GPT, GPTConfig
 
 pytest.importorskip("transformers")
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from slm_helpers.checkpoint import load_checkpoint
+from slm_helpers.export import to_hf_gpt2
 from slm_helpers.generate import generate_ids
-from slm_helpers.model import GPT, GPTConfig, KVCache, flops_per_token, to_hf_gpt2
+from slm_helpers.model import GPT, GPTConfig, KVCache, flops_per_token
 from slm_helpers.modern import Rotary, mlp_hidden
 from slm_helpers.muon import MuonWithAdamW, orthogonalize
 from slm_helpers.optim import TrainConfig, make_optimizer

@@ -28,6 +28,9 @@ from slm_helpers.errors import SlmError, TokenizerError, check_int, check_number
 from slm_helpers.model import GPT, KVCache
 from slm_helpers.tokenizer import Tokenizer
 
+# The series' sampling defaults: the command line, the story box and an export's generation config.
+MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P = 200, 0.8, 200, None
+
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 1) -> None:
     """Clear errors for settings that make no sense. Infinite temperature is refused too: it
@@ -139,8 +142,9 @@ def check_tokenizer(model: GPT, tokenizer) -> Tokenizer:
     return tokenizer
 
 
-def stream_story(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
-                 top_k: int | None = 200, top_p: float | None = None, seed: int | None = None,
+def stream_story(model: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS,
+                 temperature: float = TEMPERATURE, top_k: int | None = TOP_K, top_p: float | None = TOP_P,
+                 seed: int | None = None,
                  stop_at_eot: bool = True, use_kv_cache: bool = True, log=print) -> Iterator[str]:
     """Yield the continuation of ``prompt`` as text, piece by piece as tokens come (a token can
     end in the middle of a multi-byte character, so bytes are decoded incrementally). Bad

@@ -1,0 +1,158 @@
+"""Share a trained model: a folder that Hugging Face ``transformers`` loads as its own.
+
+``python -m slm_helpers.export --checkpoint runs/cpu/best_model_params.pt --out-dir exported/cpu``
+writes
+
+* the model (``config.json``, ``model.safetensors``): ``GPT2LMHeadModel`` for the GPT-2
+  layout, ``LlamaForCausalLM`` for the modern pieces LLaMA has (:mod:`slm_helpers.export.models`);
+* its tokenizer (``tokenizer.json`` and its config), the very ids it was trained on: GPT-2's,
+  a compact vocabulary's or the one learned from the stories
+  (:meth:`~slm_helpers.tokenizer.Tokenizer.to_hf`);
+* ``generation_config.json``: the series' sampling settings, ``<|endoftext|>`` as the end;
+* ``README.md``, a model card: the model, its data, its steps and bits per byte, how it was made.
+
+Then anyone can write a story with it::
+
+    from transformers import pipeline
+    print(pipeline("text-generation", model="exported/cpu")("Once upon a time")[0]["generated_text"])
+
+``transformers`` is optional (``pip install -e .[export]``). The folder is written beside its
+place and moved in whole, so an interrupted export leaves nothing half-written, and an existing
+folder is replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from slm_helpers.checkpoint import HISTORY_FILE, load_file, load_model
+from slm_helpers.errors import SlmError
+from slm_helpers.export.models import import_transformers, layout, to_hf_gpt2, to_hf_llama, to_hf_model
+from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P
+from slm_helpers.model import GPT
+from slm_helpers.tokenizer import EOT_TEXT, UNKNOWN_TEXT, Tokenizer
+
+__all__ = ["export_model", "layout", "to_hf_gpt2", "to_hf_llama", "to_hf_model", "to_hf_tokenizer"]
+CLASSES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}
+
+
+def to_hf_tokenizer(tokenizer: Tokenizer, block_size: int):
+    """``tokenizer`` as a ``transformers`` tokenizer (``PreTrainedTokenizerFast``) with the
+    same ids, ``<|endoftext|>`` as its end (and start) of text, ``<unk>`` if it has one."""
+    transformers = import_transformers()
+    unknown = {"unk_token": UNKNOWN_TEXT} if tokenizer.unknown_id is not None else {}
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.to_hf(), eos_token=EOT_TEXT,
+                                                bos_token=EOT_TEXT, pad_token=EOT_TEXT, model_max_length=block_size,
+                                                **unknown)
+
+
+def generation_config(model: GPT, tokenizer: Tokenizer, n_vocab: int):
+    """The series' sampling settings (``python -m slm_helpers.generate``'s defaults); ids the
+    tokenizer knows beyond the model's (a compact vocabulary's left-out tokens) are never written."""
+    transformers = import_transformers()
+    return transformers.GenerationConfig(
+        do_sample=True, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P, max_new_tokens=MAX_NEW_TOKENS,
+        eos_token_id=tokenizer.eot_token, bos_token_id=tokenizer.eot_token, pad_token_id=tokenizer.eot_token,
+        suppress_tokens=list(range(model.config.vocab_size, n_vocab)) or None)
+
+
+def export_model(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = False, log=print) -> Path:
+    """Write the folder described above for the weights in ``checkpoint`` into ``out_dir``.
+    Everything that can be refused (a missing or damaged file, a model no transformers class
+    holds, a folder in the way) is refused before anything is written."""
+    transformers = import_transformers()
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    model, tokenizer = load_model(checkpoint)
+    kind = layout(model.config)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SlmError(f"{out_dir} is a file, not a folder: choose another --out-dir")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise SlmError(f"{out_dir} already holds files: choose another --out-dir, or replace it with --overwrite")
+    hf_tokenizer = to_hf_tokenizer(tokenizer, model.config.block_size)
+    n_vocab = len(hf_tokenizer)
+    hf_model = to_hf_model(model, n_vocab, tokenizer.unknown_id)
+    hf_model.generation_config = generation_config(model, tokenizer, n_vocab)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as work:
+        new = Path(work) / "export"
+        hf_model.save_pretrained(new)
+        hf_tokenizer.save_pretrained(new)
+        (new / "README.md").write_text(model_card(checkpoint, model, tokenizer, kind, n_vocab), encoding="utf-8")
+        old = Path(work) / "old"
+        if out_dir.exists():
+            out_dir.rename(old)  # kept until the new folder is in place
+        new.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    log(f"wrote {out_dir}: {CLASSES[kind]} with {model.num_params():,} parameters and its tokenizer "
+        f"({tokenizer.name}); transformers {transformers.__version__} loads it with from_pretrained({str(out_dir)!r})")
+    return out_dir
+
+
+def model_card(checkpoint: Path, model: GPT, tokenizer: Tokenizer, kind: str, n_vocab: int) -> str:
+    """README.md for the exported folder: what the model is, what it learned from and how well."""
+    saved = load_file(checkpoint, "weights file")
+    data = saved.get("dataset") or {}
+    c = model.config
+    best = _best_record(checkpoint.parent / HISTORY_FILE)
+    score = (f"{best['val_bpb']:.3f} bits per byte ({best['val_loss']:.3f} nats per token) on its dataset's "
+             f"validation split at step {best['step']:,}" if best and "val_bpb" in best else "not recorded (no "
+             f"{HISTORY_FILE} beside the weights)")
+    source = data.get("source", "not recorded")
+    splits = data.get("splits", {})
+    stories = ", ".join(f"{s.get('stories', 0):,} {name} stories ({s.get('tokens', 0):,} tokens)"
+                        for name, s in splits.items()) or "not recorded"
+    unknown = (f"\nThe model knows {c.vocab_size:,} ids: GPT-2's {c.vocab_size - 1:,} most used in its stories and "
+               f"`<unk>` (id {tokenizer.unknown_id}) for all others. The tokenizer still writes every GPT-2 token: a "
+               f"left-out one has an id of its own from {c.vocab_size:,} on, which the model reads as `<unk>` and "
+               "never writes (the generation config suppresses them).\n" if n_vocab > c.vocab_size else "")
+    pieces = ", ".join(c.modern_pieces()) or "GPT-2's (learned positions, LayerNorm, GELU, tied head)"
+    tinystories = "roneneldan/TinyStories" in source or "tinystories" in source.lower()
+    front = "---\nlibrary_name: transformers\npipeline_tag: text-generation\n" + \
+        ("datasets:\n- roneneldan/TinyStories\n" if tinystories else "") + \
+        "tags:\n- slm-from-scratch\n- tinystories\n---\n"
+    return f"""{front}
+# A small story model from slm-from-scratch
+
+A {c.n_layer}-layer, {c.n_embd}-wide GPT ({model.num_params():,} parameters, a context of {c.block_size} tokens)
+trained from scratch on children's stories with the notebooks and `slm_helpers` of the
+slm-from-scratch series, exported as `{CLASSES[kind]}`.
+
+| | |
+|---|---|
+| pieces | {pieces} |
+| tokenizer | `{tokenizer.name}` ({c.vocab_size:,} ids) |
+| data | {source}: {stories} |
+| steps | {saved.get('step', 0):,} |
+| validation | {score} |
+{unknown}
+## Use it
+
+```python
+from transformers import pipeline
+story = pipeline("text-generation", model="path/to/this/folder")
+print(story("Once upon a time")[0]["generated_text"])
+```
+
+The generation config holds the series' settings: temperature {TEMPERATURE}, top-k {TOP_K}, at most
+{MAX_NEW_TOKENS} new tokens, ending at `{EOT_TEXT}`. The model has seen sequences of at most
+{c.block_size} tokens: keep prompt and story within that.
+
+## How it was made
+
+Trained with `python -m slm_helpers.train` (or notebook 04) and exported with
+`python -m slm_helpers.export --checkpoint {checkpoint.name} --out-dir ...`; the weights and logits
+equal the original's (the export's tests check them within 1e-5). A model this small writes simple
+stories in the style of TinyStories, with slips of grammar and logic; it knows nothing else.
+"""
+
+
+def _best_record(path: Path) -> dict | None:
+    try:
+        history = json.loads(path.read_text())
+        return min(history, key=lambda r: r["val_loss"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
