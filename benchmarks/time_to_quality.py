@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -75,11 +74,12 @@ def timing(preset, data: TokenDataset, dtype: str, steps: int = 20) -> dict:
     return dict(seconds_per_step=per_step, seconds_per_evaluation=2 * (time.perf_counter() - start))
 
 
-def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: list[str], dtype: str = "float32",
-        stories: bool = True) -> dict:
+def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: list[str], out: Path,
+        dtype: str = "float32", stories: bool = True) -> dict:
     """Train ``preset``'s model on ``data`` for the steps that fit ``seconds`` by ``timed``
     (its evaluations included), its whole schedule fitted to them: its development curve
-    (projected seconds, bits per byte), then its final model scored once on ``validation``.
+    (projected seconds, bits per byte), then its final model scored once on ``validation``. The
+    run's files stay in ``out`` (to export it, or write more stories with it).
     The curve's seconds come from the timing, not the clock, so they do not depend on how busy
     the machine was during the run; the clock's figure is kept beside them."""
     per_step, per_eval = timed["seconds_per_step"], timed["seconds_per_evaluation"]
@@ -89,12 +89,11 @@ def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: lis
     print(f"{preset.name} ({dtype}): {per_step:.3f} s a step and {per_eval:.1f} s an evaluation here, so "
           f"{steps:,} steps in {seconds:.0f} s", flush=True)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        torch.manual_seed(0)
-        history = train(model_config=preset.model.with_tokenizer(data.tokenizer), train_config=config,
-                        data_dir=data, out_dir=out, progress=False, log=lambda line: None).history
-        clock = time.perf_counter() - start
-        model, tokenizer = load_model(Path(out) / "best_model_params.pt")
+    torch.manual_seed(0)
+    history = train(model_config=preset.model.with_tokenizer(data.tokenizer), train_config=config, data_dir=data,
+                    out_dir=out, overwrite=True, progress=False, log=lambda line: None).history
+    clock = time.perf_counter() - start
+    model, tokenizer = load_model(out / "best_model_params.pt")
     points = [(round(r["step"] * per_step + (i + 1) * per_eval, 1), round(r["val_bpb"], 4))
               for i, r in enumerate(history)]
     for t, bpb in points:
@@ -106,7 +105,8 @@ def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: lis
                for prompt in PROMPTS} if stories else {}
     return dict(preset=preset.name, model=asdict(model.config), train=asdict(config), **timed, steps=steps,
                 tokens=steps * config.tokens_per_step(preset.model.block_size), parameters=model.num_params(),
-                seconds=seconds, seconds_by_the_clock=round(clock, 1), development_curve=points,
+                seconds=seconds, seconds_by_the_clock=round(clock, 1), run=str(out),
+                development_curve=points,
                 development_bpb=points[-1][1], validation_bpb=round(held_out, 4), stories=written)
 
 
@@ -127,6 +127,8 @@ def main() -> None:
                         help="bfloat16: autocast, for a CPU with native bf16 (elsewhere ~30x slower)")
     parser.add_argument("--results", default=None,
                         help="default: notebooks/results/modern-preset-time-to-quality.json (-bf16.json with bfloat16)")
+    parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "time-to-quality"),
+                        help="where the three runs' folders are kept (replaced on each run)")
     args = parser.parse_args()
     suffix = "-bf16" if args.dtype == "bfloat16" else ""
     args.results = args.results or str(ROOT / "notebooks" / "results" / f"modern-preset-time-to-quality{suffix}.json")
@@ -149,10 +151,13 @@ def main() -> None:
     # Both timed first, side by side, so that a busy machine later changes no step count.
     timed = {name: timing(preset, data[name], args.dtype) for name, preset in presets.items()}
     half = args.seconds / 2
-    runs = {"cpu": run(presets["cpu"], data["cpu"], timed["cpu"], args.seconds, validation, args.dtype),
-            "modern": run(presets["modern"], data["modern"], timed["modern"], args.seconds, validation, args.dtype),
+    runs_dir = Path(args.runs_dir).resolve()
+    runs = {"cpu": run(presets["cpu"], data["cpu"], timed["cpu"], args.seconds, validation, runs_dir / "cpu",
+                       args.dtype),
+            "modern": run(presets["modern"], data["modern"], timed["modern"], args.seconds, validation,
+                          runs_dir / "modern", args.dtype),
             "modern, half the seconds": run(presets["modern"], data["modern"], timed["modern"], half, validation,
-                                            args.dtype, stories=False)}
+                                            runs_dir / "modern-half", args.dtype, stories=False)}
     target = runs["cpu"]["development_bpb"]
     cpu_time = runs["cpu"]["development_curve"][-1][0]
     crossing = seconds_to_reach(runs["modern"]["development_curve"], target)

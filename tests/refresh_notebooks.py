@@ -7,7 +7,8 @@
 Each notebook runs in a fresh kernel, in order, with the ``ci`` preset, and with its data and
 runs in a new temporary folder (``SLM_DATA_DIR``, ``SLM_RUNS_DIR``), so the outputs are those
 of a fresh clone: notebook 01 prepares the dataset, 04 trains, 05 and 06 find its run. Cell
-ids are added where missing, execution counts run 1..N and no timestamps are stored.
+ids are added where missing, execution counts run 1..N and no timestamps are stored. A cell
+tagged ``skip-execution`` and ``nbval-skip`` (one that opens the story box) is run by neither.
 """
 
 from __future__ import annotations
@@ -86,7 +87,19 @@ def refresh(paths: list[Path], store: list[Path]) -> None:
             NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=False,
                            resources={"metadata": {"path": str(path.parent)}}).execute()
             if path in store:
-                nbformat.write(without_temporary_paths(without_widgets(nb), scratch), path)
+                nbformat.write(numbered(without_temporary_paths(without_widgets(nb), scratch)), path)
+
+
+def numbered(nb):
+    """Execution counts 1..N over the code cells, those not run included: a cell tagged
+    ``skip-execution`` (with ``nbval-skip``: the story box, a web page nothing compares) is not
+    run here, and has no outputs."""
+    for count, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), start=1):
+        cell.execution_count = count
+        for output in cell.outputs:
+            if "execution_count" in output:
+                output["execution_count"] = count
+    return nb
 
 
 def without_temporary_paths(nb, scratch: str):

@@ -23,12 +23,12 @@ folder is replaced only with ``overwrite=True``.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
-from slm_helpers.checkpoint import HISTORY_FILE, load_file, load_model
+from slm_helpers.about import about_model
+from slm_helpers.checkpoint import load_model
 from slm_helpers.errors import SlmError
 from slm_helpers.export.models import import_transformers, layout, to_hf_gpt2, to_hf_llama, to_hf_model
 from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P
@@ -93,40 +93,30 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = 
 
 def model_card(checkpoint: Path, model: GPT, tokenizer: Tokenizer, kind: str, n_vocab: int) -> str:
     """README.md for the exported folder: what the model is, what it learned from and how well."""
-    saved = load_file(checkpoint, "weights file")
-    data = saved.get("dataset") or {}
+    about = about_model(checkpoint, model, tokenizer)
     c = model.config
-    best = _best_record(checkpoint.parent / HISTORY_FILE)
-    score = (f"{best['val_bpb']:.3f} bits per byte ({best['val_loss']:.3f} nats per token) on its dataset's "
-             f"validation split at step {best['step']:,}" if best and "val_bpb" in best else "not recorded (no "
-             f"{HISTORY_FILE} beside the weights)")
-    source = data.get("source", "not recorded")
-    splits = data.get("splits", {})
-    stories = ", ".join(f"{s.get('stories', 0):,} {name} stories ({s.get('tokens', 0):,} tokens)"
-                        for name, s in splits.items()) or "not recorded"
     unknown = (f"\nThe model knows {c.vocab_size:,} ids: GPT-2's {c.vocab_size - 1:,} most used in its stories and "
                f"`<unk>` (id {tokenizer.unknown_id}) for all others. The tokenizer still writes every GPT-2 token: a "
                f"left-out one has an id of its own from {c.vocab_size:,} on, which the model reads as `<unk>` and "
                "never writes (the generation config suppresses them).\n" if n_vocab > c.vocab_size else "")
-    pieces = ", ".join(c.modern_pieces()) or "GPT-2's (learned positions, LayerNorm, GELU, tied head)"
-    tinystories = "roneneldan/TinyStories" in source or "tinystories" in source.lower()
     front = "---\nlibrary_name: transformers\npipeline_tag: text-generation\n" + \
-        ("datasets:\n- roneneldan/TinyStories\n" if tinystories else "") + \
+        ("datasets:\n- roneneldan/TinyStories\n" if "tinystories" in about.data.lower() else "") + \
         "tags:\n- slm-from-scratch\n- tinystories\n---\n"
+    tuned = f"| fine-tuned from | {about.fine_tuned_from} |\n" if about.fine_tuned_from else ""
     return f"""{front}
 # A small story model from slm-from-scratch
 
-A {c.n_layer}-layer, {c.n_embd}-wide GPT ({model.num_params():,} parameters, a context of {c.block_size} tokens)
-trained from scratch on children's stories with the notebooks and `slm_helpers` of the
-slm-from-scratch series, exported as `{CLASSES[kind]}`.
+A GPT of {about.parameters:,} parameters ({about.shape}) trained from scratch on children's
+stories with the notebooks and `slm_helpers` of the slm-from-scratch series, exported as
+`{CLASSES[kind]}`.
 
 | | |
 |---|---|
-| pieces | {pieces} |
-| tokenizer | `{tokenizer.name}` ({c.vocab_size:,} ids) |
-| data | {source}: {stories} |
-| steps | {saved.get('step', 0):,} |
-| validation | {score} |
+| pieces | {about.pieces} |
+| tokenizer | `{about.tokenizer}` |
+| data | {about.data} |
+{tuned}| steps | {about.step:,} |
+| validation | {about.validation} |
 {unknown}
 ## Use it
 
@@ -143,16 +133,8 @@ The generation config holds the series' settings: temperature {TEMPERATURE}, top
 ## How it was made
 
 Trained with `python -m slm_helpers.train` (or notebook 04) and exported with
-`python -m slm_helpers.export --checkpoint {checkpoint.name} --out-dir ...`; the weights and logits
-equal the original's (the export's tests check them within 1e-5). A model this small writes simple
-stories in the style of TinyStories, with slips of grammar and logic; it knows nothing else.
+`python -m slm_helpers.export --checkpoint {checkpoint.name} --out-dir ...`; its logits equal the
+original's within 1e-5 (the export's tests check each layout and tokenizer). A model this small
+writes simple stories in the style of TinyStories, with slips of grammar and logic; it knows
+nothing else.
 """
-
-
-def _best_record(path: Path) -> dict | None:
-    try:
-        history = json.loads(path.read_text())
-        return min(history, key=lambda r: r["val_loss"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
