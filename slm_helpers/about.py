@@ -47,9 +47,14 @@ def about_model(path: str | Path, model: GPT, tokenizer: Tokenizer) -> About:
     stories = ", ".join(f"{s.get('stories', s.get('records', 0)):,} {name} {'stories' if 'stories' in s else 'records'}"
                         for name, s in splits.items())
     source = str(data.get("source", "not recorded"))
+    if Path(source).is_absolute():  # a local folder: its name, not this machine's path to it
+        source = f"the local folder {Path(source).name}"
     best = _best_record(path.parent / HISTORY_FILE)
-    validation = (f"{best['val_bpb']:.3f} bits per byte ({best['val_loss']:.3f} nats per token) at step "
-                  f"{best['step']:,}" if best and "val_bpb" in best else f"not recorded (no {HISTORY_FILE} beside it)")
+    held_out = ("the development split (training stories held out, --development)"
+                if (data.get("source_options") or {}).get("development") else "its validation split")
+    validation = (f"{best['val_bpb']:.3f} bits per byte ({best['val_loss']:.3f} nats per token) on {held_out}, at "
+                  f"step {best['step']:,}" if best and "val_bpb" in best else
+                  f"not recorded (no {HISTORY_FILE} beside it)")
     return About(
         parameters=model.num_params(),
         shape=f"{c.n_layer} layers, {c.n_embd} wide, {c.n_head} heads, a context of {c.block_size} tokens",

@@ -111,7 +111,7 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
 
 def data_main(argv: list[str] | None = None) -> int:
     from slm_helpers.data import prepare_dataset
-    from slm_helpers.data.prepare import VOCABS
+    from slm_helpers.data.dataset import VOCABS
     from slm_helpers.data.sources import SYNTHETIC_DEFAULTS
     from slm_helpers.vocab import MAX_IDS
 

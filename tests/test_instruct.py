@@ -16,7 +16,7 @@ import torch
 from slm_helpers.checker import Score, sad_ending, score, word_forms, words_used
 from slm_helpers.checkpoint import load_checkpoint, load_model
 from slm_helpers.data import sources
-from slm_helpers.data.prepare import reserved_ids
+from slm_helpers.data.vocabularies import reserved_ids
 from slm_helpers.instruct import (
     FEATURES,
     INSTRUCT_HUB,

@@ -34,8 +34,8 @@ def weights(tmp_path_factory):
     data = prepare_dataset("synthetic", root / "data", train_stories=400, validation_stories=40, seed=5,
                            vocab="trained", vocab_size=400, num_workers=1, progress=False, log=lambda *a: None)
     config = GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64, dropout=0.0)
-    settings = TrainConfig(batch_size=16, max_steps=150, warmup_steps=10, learning_rate=1e-2, min_lr=1e-3,
-                           eval_interval=50, eval_batches=2, device="cpu", dtype="float32")
+    settings = TrainConfig(batch_size=16, grad_accum_steps=1, max_steps=150, warmup_steps=10, learning_rate=1e-2,
+                           min_lr=1e-3, eval_interval=50, eval_batches=2, device="cpu", dtype="float32")
     torch.manual_seed(0)
     train(model_config=config, train_config=settings, data_dir=data.path, out_dir=root / "run", progress=False,
           log=lambda *a: None)
@@ -72,6 +72,7 @@ def page(weights):
 
 def test_a_story_written_in_the_browser_is_the_models(browser, page, weights):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     _, model, tokenizer = weights
@@ -91,7 +92,8 @@ def test_a_story_written_in_the_browser_is_the_models(browser, page, weights):
     description = browser.find_element(By.TAG_NAME, "body").text  # the model's own, with its bits per byte
     assert "synthetic" in description and "bits per byte" in description and "150 steps" in description
 
-    prompt.clear()  # an empty prompt: one line on the page, no story
+    prompt.send_keys(Keys.CONTROL, "a")  # an empty prompt (clear() fires no input event): one line on the page
+    prompt.send_keys(Keys.BACKSPACE)
     browser.find_element(By.CSS_SELECTOR, "#write").click()
     wait.until(lambda b: "type how the story begins" in b.find_element(By.TAG_NAME, "body").text)
 

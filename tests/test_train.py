@@ -17,7 +17,7 @@ from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig, learning_rates, make_optimizer, optimizer_step
 from slm_helpers.presets import PRESETS, get_preset
 from slm_helpers.train import TrainingDiverged, train
-from slm_helpers.train import loop as train_module
+from slm_helpers.train import run as run_module
 
 from conftest import requires_tokenizer
 
@@ -240,18 +240,18 @@ def test_an_interrupt_mid_update_reports_the_step_of_the_checkpoint_it_keeps(sma
     # After the optimizer step and the step count, before the loop knows the step is done: the weights may be
     # half-updated, so the last checkpoint (step 4) stands, and the run says it is there, not at step 6.
     full = run_tiny(small_dataset, tmp_path / "full").history
-    real_update = train_module._Run.update
+    real_update = run_module.Run.update
 
     def interrupting_update(self):
         real_update(self)
         if self.step == 6:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module._Run, "update", interrupting_update)
+    monkeypatch.setattr(run_module.Run, "update", interrupting_update)
     result = run_tiny(small_dataset, tmp_path / "interrupted")
     assert result.interrupted and result.steps == 4
     assert load_checkpoint(tmp_path / "interrupted" / CHECKPOINT_FILE)["step"] == 4
-    monkeypatch.setattr(train_module._Run, "update", real_update)
+    monkeypatch.setattr(run_module.Run, "update", real_update)
     assert run_tiny(small_dataset, tmp_path / "interrupted", resume=True).history == full
 
 
@@ -374,7 +374,7 @@ def test_a_checkpoint_of_a_disabled_scaler_resumes_under_an_enabled_one(small_da
     # enabled), GradScaler.load_state_dict would raise on it. The enabled scaler here is a CPU one.
     run_tiny(small_dataset, tmp_path, stop_at_step=4)
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["scaler"] == {}
-    monkeypatch.setattr(train_module, "make_grad_scaler",
+    monkeypatch.setattr(run_module, "make_grad_scaler",
                         lambda device, dtype: torch.amp.GradScaler("cpu", init_scale=256.0, enabled=True))
     result = run_tiny(small_dataset, tmp_path, resume=True)
     assert result.steps == 12 and not result.interrupted

@@ -12,7 +12,7 @@ import torch
 
 from slm_helpers.checkpoint import BEST_WEIGHTS_FILE, CheckpointError
 from slm_helpers.data import VOCAB_FILE, DataError, TokenDataset, load_tokens, prepare_dataset, read_info
-from slm_helpers.data.prepare import reserved_ids
+from slm_helpers.data.vocabularies import reserved_ids
 from slm_helpers.errors import TokenizerError
 from slm_helpers.generate import check_tokenizer, load_model, write_story
 from slm_helpers.presets import get_preset

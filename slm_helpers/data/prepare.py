@@ -31,30 +31,20 @@ from slm_helpers.data.dataset import (
     TOKEN_DTYPE,
     TOKENIZER_FILE,
     VOCAB_FILE,
-    VOCABS,
     DatasetInfo,
     SplitInfo,
     TokenDataset,
     read_info,
 )
-from slm_helpers.data.sources import (
-    EOT_TEXT,
-    SOURCES,
-    SYNTHETIC_DEFAULTS,
-    HubUnreachable,
-    open_source,
-    split_of,
-)
-from slm_helpers.errors import DataError, Terminated, check_int
+from slm_helpers.data.sources import EOT_TEXT, SOURCES, SYNTHETIC_DEFAULTS, HubUnreachable, open_source, split_of
+from slm_helpers.data.vocabularies import check_vocab_options, learn_tokenizer, renumber
+from slm_helpers.errors import DataError, Terminated
 from slm_helpers.folders import check_folder, hold, write_atomically
-from slm_helpers.instruct import format_text
 from slm_helpers.tokenizer import GPT2Tokenizer, Tokenizer, get_tokenizer
-from slm_helpers.vocab import MAX_IDS, CompactVocabulary, build_vocabulary, with_coverage
+from slm_helpers.vocab import CompactVocabulary
 
 CHUNK_STORIES = 1024  # stories a worker tokenizes per task
 LOCK_FILE = ".prepare.lock"
-TOKENIZER_STORIES = 100_000  # a trained tokenizer learns from the first (of the train split): ~80 MB of text
-RENUMBER_CHUNK = 1 << 24  # tokens renumbered at a time: 16M uint16 = 32 MB
 PARTIAL_FILES = ({f"{split}.bin{tmp}" for split in SPLITS for tmp in ("", ".tmp")}
                  | {f"{META_FILE}.tmp", LOCK_FILE, VOCAB_FILE, f"{VOCAB_FILE}.tmp", TOKENIZER_FILE,
                     f"{TOKENIZER_FILE}.tmp"})
@@ -180,64 +170,6 @@ def _write_splits(results: Iterator[dict], out_dir: Path, progress) -> dict[str,
     return infos
 
 
-# ----------------------------------------------------------------------------- compact vocabulary
-
-
-def _check_vocab_options(vocab: str, vocab_size: int | None) -> None:
-    if vocab not in VOCABS:
-        raise DataError(f"vocab must be one of {', '.join(VOCABS)}, not {vocab!r}")
-    if vocab == "trained":
-        from slm_helpers.trained_tokenizer import LARGEST, SMALLEST
-
-        if vocab_size is None or not isinstance(vocab_size, int) or not SMALLEST <= vocab_size <= LARGEST:
-            raise DataError(f"vocab='trained' (--vocab trained) needs vocab_size (--vocab-size) between {SMALLEST} "
-                            f"(the 256 bytes and <|endoftext|>) and {LARGEST:,} (the bins hold uint16), e.g. 4096; "
-                            f"not {vocab_size!r}")
-        return
-    if vocab_size is not None:
-        if vocab != "compact":
-            raise DataError("vocab_size (--vocab-size) is for vocab='compact' or 'trained' (--vocab compact, --vocab "
-                            "trained); the full vocabulary is GPT-2's 50,257 ids")
-        check_int("vocab_size", vocab_size, 1, DataError)
-        smallest = len(reserved_ids()) + 1  # with the unknown id
-        if not smallest <= vocab_size <= MAX_IDS:
-            raise DataError(f"vocab_size must be between {smallest} (the ids always kept, the request format's and "
-                            f"<|endoftext|>, and the unknown id) and {MAX_IDS:,} (the bins hold uint16), not "
-                            f"{vocab_size:,}")
-
-
-def reserved_ids() -> list[int]:
-    """The GPT-2 ids a compact vocabulary keeps even when its stories never use them: the
-    request format's (:func:`slm_helpers.instruct.format_text`), so a model trained on these
-    stories can be fine-tuned to read requests (notebook 08)."""
-    return sorted(set(get_tokenizer().encode_ordinary(format_text())))
-
-
-def _renumber(out_dir: Path, vocab_size: int | None, log: Callable[[str], None]) -> CompactVocabulary:
-    """Count the training split's ids, build the compact vocabulary, and rewrite both splits'
-    ``*.bin.tmp`` files in compact ids, a chunk at a time (memory stays flat)."""
-    gpt2 = get_tokenizer()
-    counts = {}
-    for split in SPLITS:
-        tokens = np.memmap(out_dir / f"{split}.bin.tmp", dtype=TOKEN_DTYPE, mode="r")
-        counts[split] = sum((np.bincount(tokens[i : i + RENUMBER_CHUNK], minlength=gpt2.n_vocab)
-                             for i in range(0, len(tokens), RENUMBER_CHUNK)), np.zeros(gpt2.n_vocab, np.int64))
-    reserved = reserved_ids()
-    vocabulary = with_coverage(build_vocabulary(counts["train"], gpt2.eot_token, vocab_size, reserved), counts)
-    for split in SPLITS:
-        tokens = np.memmap(out_dir / f"{split}.bin.tmp", dtype=TOKEN_DTYPE, mode="r+")
-        for i in range(0, len(tokens), RENUMBER_CHUNK):
-            tokens[i : i + RENUMBER_CHUNK] = vocabulary.to_compact(tokens[i : i + RENUMBER_CHUNK])
-        tokens.flush()
-        del tokens
-    unused = sum(counts["train"][i] == 0 for i in set(reserved))
-    log(f"compact vocabulary: {vocabulary.size:,} ids ({len(vocabulary.gpt2_ids) - unused:,} GPT-2 ids of the stories, "
-        f"{unused} more of the request format and one unknown id) "
-        f"cover {vocabulary.coverage['train']:.2%} of the training tokens and "
-        f"{vocabulary.coverage['validation']:.2%} of the validation tokens")
-    return vocabulary
-
-
 # ----------------------------------------------------------------------------- preparing
 
 
@@ -292,7 +224,7 @@ def prepare_dataset(
     tokenizes with it.
     """
     out_dir = Path(out_dir)
-    _check_vocab_options(vocab, vocab_size)
+    check_vocab_options(vocab, vocab_size)
     source_name = source if source in SOURCES else str(Path(source).expanduser().resolve())
     check_folder(out_dir, "the dataset", DataError)
     existing = _existing(out_dir, overwrite)
@@ -308,29 +240,12 @@ def prepare_dataset(
         _check_tokenizer_fits()
     texts = open_source(source, log=log, **source_options)
     with hold(out_dir, LOCK_FILE, "being prepared", DataError):
-        tokenizer = _learn_tokenizer(source, source_options, vocab_size, log) if vocab == "trained" else get_tokenizer()
+        tokenizer = learn_tokenizer(source, source_options, vocab_size, log) if vocab == "trained" else get_tokenizer()
         splits, vocabulary = _tokenize(source, source_name, source_options, texts, tokenizer, out_dir, vocab,
                                        vocab_size, num_workers, progress, log)
         if vocabulary is not None:
             tokenizer = GPT2Tokenizer(vocabulary)
         return _write_dataset(out_dir, source_name, source_options, splits, tokenizer, vocab, vocab_size)
-
-
-def _learn_tokenizer(source, source_options: dict, vocab_size: int, log) -> Tokenizer:
-    """A tokenizer of ``vocab_size`` ids learned from the first ``TOKENIZER_STORIES`` stories of
-    the training split (a pass over the source of its own, before the one that tokenizes)."""
-    from slm_helpers.trained_tokenizer import describe, train_tokenizer
-
-    streams = open_source(source, log=lambda _: None, **source_options)
-    stories = (story for stream, texts in streams.items() for story in texts if split_of(stream, story) == "train")
-    stories = list(itertools.islice(stories, TOKENIZER_STORIES))
-    log(f"learning a tokenizer of {vocab_size:,} ids from {len(stories):,} training stories (a few seconds)")
-    tokenizer = train_tokenizer(stories, vocab_size)
-    if tokenizer.n_vocab < vocab_size:
-        log(f"the stories ran out of merges at {tokenizer.n_vocab:,} ids (every word of theirs is one token): the "
-            f"tokenizer has {tokenizer.n_vocab:,} ids, not {vocab_size:,}")
-    log(describe(tokenizer))
-    return tokenizer
 
 
 def _tokenize(source, source_name: str, source_options: dict, texts, tokenizer: Tokenizer, out_dir: Path,
@@ -355,7 +270,7 @@ def _tokenize(source, source_name: str, source_options: dict, texts, tokenizer: 
                     f"The {split} split of {source_name!r} holds no stories (found {found}): a file holds both splits "
                     f"when it has many stories, separated by {EOT_TEXT} or one per line; a folder needs files of both."
                 )
-        return splits, (_renumber(out_dir, vocab_size, log) if vocab == "compact" else None)
+        return splits, (renumber(out_dir, vocab_size, log) if vocab == "compact" else None)
     except Exception:  # a bad story file, a full disk...: nothing half-made is left behind
         for split in SPLITS:
             (out_dir / f"{split}.bin.tmp").unlink(missing_ok=True)

@@ -113,7 +113,7 @@ stories with the notebooks and `slm_helpers` of the slm-from-scratch series, exp
 | | |
 |---|---|
 | pieces | {about.pieces} |
-| tokenizer | `{about.tokenizer}` |
+| tokenizer | {about.tokenizer} |
 | data | {about.data} |
 {tuned}| steps | {about.step:,} |
 | validation | {about.validation} |

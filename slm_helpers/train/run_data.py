@@ -36,6 +36,9 @@ def model_config_for(data, model_config: GPTConfig, log) -> GPTConfig:
         coverage = tokenizer.vocabulary.coverage.get("train", float("nan"))
         log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset has a compact "
             f"vocabulary covering {coverage:.2%} of its training tokens")
-    else:
+    elif tokenizer.name == "gpt2":
         log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset holds GPT-2's ids")
+    else:
+        log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset's tokenizer "
+            f"{tokenizer.name} has {tokenizer.n_vocab:,} ids")
     return model_config.with_tokenizer(tokenizer)
