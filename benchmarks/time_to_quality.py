@@ -8,9 +8,10 @@ wall-clock time each, one after the other in one run:
 * **modern**: rotary positions, RMSNorm, ReLU², QK-norm, an untied head and Muon, on a
   tokenizer of 4,096 ids learned from the training stories (notebook 09).
 
-Both are timed first, side by side on the idle machine (20 steps each after a warm-up, and
-an evaluation); each then gets the steps that fit ``--seconds`` by its timing, evaluations
-included, with its whole schedule (warmup, cosine to a tenth) fitted to them. A run's seconds
+Both are timed first, alternately on the idle machine (five rounds of four steps each, the
+median round; and an evaluation), so that a change in the machine's pace falls on both; each
+then gets the steps that fit ``--seconds`` by its timing, evaluations included, with its whole
+schedule (warmup, cosine to a tenth) fitted to them. A run's seconds
 are those of its timing, so its numbers depend on its steps, not on how busy the machine is
 during it; the clock's seconds are printed beside them. Each is evaluated every tenth of its
 run on the **development split** (one training story in 25, held out; ``--development``), in
@@ -48,7 +49,7 @@ from slm_helpers.device import cpu_has_native_bf16
 from slm_helpers.evaluate import stories_bits_per_byte
 from slm_helpers.generate import write_story
 from slm_helpers.presets import get_preset
-from slm_helpers.speed import TrainingStep
+from slm_helpers.speed import step_and_evaluation_seconds, steps_that_fit
 from slm_helpers.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,22 +57,8 @@ PROMPTS = ("Once upon a time, there was a little girl named Lily.", "Tom and his
            "The sun was hot, so")
 
 
-EVALUATIONS = 10  # evaluations in a run, besides the one at step 0
-
-
-def timing(preset, data: TokenDataset, dtype: str, steps: int = 20) -> dict:
-    """Seconds per optimizer step (the mean of ``steps`` after a warm-up) and per evaluation
-    (both splits), measured with the real training step on this machine as it is now."""
-    step = TrainingStep(preset.model.with_tokenizer(data.tokenizer), replace(preset.train, device="cpu", dtype=dtype),
-                        data, dtype=getattr(torch, dtype))
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    per_step = (time.perf_counter() - start) / steps
-    start = time.perf_counter()
-    step.validation_loss()
-    return dict(seconds_per_step=per_step, seconds_per_evaluation=2 * (time.perf_counter() - start))
+EVALUATIONS = 10  # evaluations in a run, besides the one at step 0 and the last
+ROUNDS, CALLS = 5, 4  # the presets' steps are timed in 5 rounds of 4 steps each, in turn
 
 
 def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: list[str], out: Path,
@@ -83,7 +70,7 @@ def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: lis
     The curve's seconds come from the timing, not the clock, so they do not depend on how busy
     the machine was during the run; the clock's figure is kept beside them."""
     per_step, per_eval = timed["seconds_per_step"], timed["seconds_per_evaluation"]
-    steps = max(10, int((seconds - (EVALUATIONS + 2) * per_eval) / per_step))  # + step 0 and the last
+    steps = steps_that_fit(seconds, timed, EVALUATIONS)
     config = replace(preset.train, max_steps=steps, warmup_steps=max(1, steps // 20),
                      eval_interval=max(1, steps // EVALUATIONS), device="cpu", dtype=dtype)
     print(f"{preset.name} ({dtype}): {per_step:.3f} s a step and {per_eval:.1f} s an evaluation here, so "
@@ -148,8 +135,12 @@ def main() -> None:
     print(f"{info.splits['train'].stories:,} training stories, {info.splits['validation'].stories:,} held out "
           f"for development, {len(validation):,} validation stories; {args.dtype} on the CPU "
           f"({torch.get_num_threads()} threads; native bf16: {cpu_has_native_bf16()})", flush=True)
-    # Both timed first, side by side, so that a busy machine later changes no step count.
-    timed = {name: timing(preset, data[name], args.dtype) for name, preset in presets.items()}
+    # Both timed first, in turn, so that the machine's pace falls on both, and a busy machine later changes no
+    # step count.
+    runs_to_time = {name: (preset.model.with_tokenizer(data[name].tokenizer),
+                           replace(preset.train, device="cpu", dtype=args.dtype), data[name])
+                    for name, preset in presets.items()}
+    timed = step_and_evaluation_seconds(runs_to_time, rounds=ROUNDS, calls=CALLS, dtype=getattr(torch, args.dtype))
     half = args.seconds / 2
     runs_dir = Path(args.runs_dir).resolve()
     runs = {"cpu": run(presets["cpu"], data["cpu"], timed["cpu"], args.seconds, validation, runs_dir / "cpu",
@@ -161,10 +152,11 @@ def main() -> None:
     target = runs["cpu"]["development_bpb"]
     cpu_time = runs["cpu"]["development_curve"][-1][0]
     crossing = seconds_to_reach(runs["modern"]["development_curve"], target)
-    half_reaches = runs["modern, half the seconds"]["development_bpb"] <= target
-    # The modern preset needs at most: half the seconds if its whole run of half the seconds gets
-    # there, else the time its full run's curve first crosses the target (mid-schedule, so an upper bound).
-    candidates = [t for t in (crossing, half if half_reaches else None) if t is not None]
+    half_run = runs["modern, half the seconds"]["development_curve"][-1]  # (its seconds, its final figure)
+    half_reaches = half_run[1] <= target
+    # The modern preset needs at most: its whole shorter run's seconds if that run gets there, else the
+    # time its full run's curve first crosses the target (mid-schedule, so an upper bound).
+    candidates = [t for t in (crossing, half_run[0] if half_reaches else None) if t is not None]
     modern_time = min(candidates) if candidates else None
     print(f"after {args.seconds:.0f} s (development): cpu {target:.3f} bits per byte, modern "
           f"{runs['modern']['development_bpb']:.3f}; after {half:.0f} s, the modern preset's own whole run: "
@@ -175,7 +167,10 @@ def main() -> None:
         command=f"python benchmarks/time_to_quality.py --source {args.source} --seconds {args.seconds:g}"
                 + (" --dtype bfloat16" if args.dtype == "bfloat16" else ""),
         machine=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        seconds=args.seconds, runs=runs, modern_curve_crosses_at=crossing, modern_half_reaches=half_reaches,
+        seconds=args.seconds, timing=f"alternated: {ROUNDS} rounds of {CALLS} steps each, the median round",
+        stories={"train": info.splits["train"].stories, "development": info.splits["validation"].stories,
+                 "validation": len(validation)},
+        runs=runs, modern_curve_crosses_at=crossing, modern_half_reaches=half_reaches,
         seconds_to_cpu_final={"cpu": cpu_time, "modern": modern_time}, ratio=ratio), indent=1,
         ensure_ascii=False) + "\n")
     if modern_time is None:

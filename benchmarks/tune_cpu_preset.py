@@ -35,7 +35,7 @@ from slm_helpers.data import TokenDataset
 from slm_helpers.evaluate import bits_per_byte, split_loss
 from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig
-from slm_helpers.speed import TrainingStep
+from slm_helpers.speed import projected_seconds, step_and_evaluation_seconds, steps_that_fit
 from slm_helpers.train import train
 
 EVALUATIONS = 10  # evaluations in a run (besides the one at step 0)
@@ -70,23 +70,14 @@ def configs(c: dict, data: TokenDataset, steps: int = 1000) -> tuple[GPTConfig, 
     return model, TrainConfig(**settings)
 
 
-def time_candidate(c: dict, data: TokenDataset, steps: int = 8) -> dict:
-    model_config, train_config = configs(c, data)
-    step = TrainingStep(model_config, train_config, data)
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    per_step = (time.perf_counter() - start) / steps
-    start = time.perf_counter()
-    step.validation_loss()  # one split of an evaluation: eval_batches forward passes
-    per_eval = 2 * (time.perf_counter() - start)  # both splits
-    return dict(seconds_per_step=per_step, seconds_per_evaluation=per_eval)
+def time_candidates(candidates: list[tuple[dict, TokenDataset]]) -> dict[str, dict]:
+    """Each candidate's seconds per step and per evaluation, all timed in turn (alternately, so the
+    machine's pace falls on all alike): name -> timing."""
+    return step_and_evaluation_seconds({c["name"]: (*configs(c, data), data) for c, data in candidates})
 
 
 def train_candidate(c: dict, data: TokenDataset, timing: dict, budget: float) -> dict:
-    per_step, per_eval = timing["seconds_per_step"], timing["seconds_per_evaluation"]
-    steps = int((budget - (EVALUATIONS + 1) * per_eval) / per_step)
+    steps = steps_that_fit(budget, timing, EVALUATIONS)
     model_config, train_config = configs(c, data, steps)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -97,7 +88,7 @@ def train_candidate(c: dict, data: TokenDataset, timing: dict, budget: float) ->
         model.load_state_dict(torch.load(Path(out) / "best_model_params.pt", weights_only=True)["model"])
     nats = split_loss(model.eval(), data, "validation", model_config.block_size)
     tokens = steps * train_config.tokens_per_step(model_config.block_size)
-    return dict(steps=steps, tokens=tokens, projected_seconds=steps * per_step + (EVALUATIONS + 1) * per_eval,
+    return dict(steps=steps, tokens=tokens, projected_seconds=projected_seconds(steps, timing, EVALUATIONS),
                 seconds_here=elapsed, params=GPT(model_config).num_params(), val_nats=nats,
                 val_bpb=bits_per_byte(nats, data.bytes_per_token("validation")),
                 history_val=[round(r["val_loss"], 4) for r in result.history])
@@ -128,10 +119,11 @@ def main() -> None:
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.is_file() else {}
     chosen = [c for c in CANDIDATES if args.only is None or c["name"] in args.only]
+    timings = time_candidates([(c, data) for c in chosen]) if args.phase == "time" else {}
     for c in chosen if args.phase else []:
         row = results.setdefault(c["name"], dict(name=c["name"], settings=c))
         if args.phase == "time":
-            row.update(time_candidate(c, data))
+            row.update(timings[c["name"]])
             print(f"{c['name']:<24} {row['seconds_per_step']:.3f} s/step, {row['seconds_per_evaluation']:.2f} s/eval",
                   flush=True)
         elif "seconds_per_step" in row:

@@ -21,6 +21,12 @@ an untied head, Muon), then sizes and learning rates for the whole recipe. The d
     python benchmarks/tune_modern_preset.py --phase time
     python benchmarks/tune_modern_preset.py --phase train --budget 300
     python benchmarks/tune_modern_preset.py --table
+
+The rows of a phase are timed in turn (alternately), so the machine's pace falls on all alike.
+Rows added on a later day are timed beside one already trained and their timings scaled to its
+recorded one (``--phase time --relative-to "+ muon" --only ...``), so that every row's steps
+come from the same day's pace. (In the results file, two such rows that do the same work per
+step as ``+ muon``, without QK-norm and with another Muon rate, took its timing outright.)
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import json
 from pathlib import Path
 
 import torch
-from tune_cpu_preset import print_table, time_candidate, train_candidate
+from tune_cpu_preset import print_table, time_candidates, train_candidate
 
 from slm_helpers.data import TokenDataset
 
@@ -82,11 +88,25 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of training (evaluations included)")
     parser.add_argument("--results", default=RESULTS)
     parser.add_argument("--only", nargs="*", default=None, help="names of candidates to run")
+    parser.add_argument("--relative-to", default=None, metavar="NAME",
+                        help="with --phase time: time the row NAME beside the others and scale their timings by "
+                             "NAME's recorded one over NAME's now (a machine slower or busier than on NAME's day)")
     parser.add_argument("--table", action="store_true", help="print the table of the results so far")
     args = parser.parse_args()
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.is_file() else {}
     chosen = [c for c in CANDIDATES if args.only is None or c["name"] in args.only]
+    reference = None
+    if args.relative_to is not None and args.phase == "time":
+        saved = results.get(args.relative_to, {})
+        if "seconds_per_step" not in saved:
+            raise SystemExit(f"error: --relative-to needs a row timed before (its timing is the scale), not "
+                             f"{args.relative_to!r}")
+        reference = next(c for c in CANDIDATES if c["name"] == args.relative_to)
+        chosen = [c for c in chosen if c is not reference]  # its recorded timing stays
+    timed = chosen + [reference] * (reference is not None)
+    timings = time_candidates([(c, TokenDataset.open(Path(args.data_root) / c["data"])) for c in timed]) \
+        if args.phase == "time" else {}
     for c in chosen if args.phase else []:
         data = TokenDataset.open(Path(args.data_root) / c["data"])
         if not data.info.source_options.get("development"):
@@ -97,7 +117,11 @@ def main() -> None:
         if args.phase == "describe":
             print(f"{c['name']:<28} {data.vocab_size:>5,} ids, {row_['data_bytes_per_token']:.3f} bytes per token")
         elif args.phase == "time":
-            row_.update(time_candidate(c, data))
+            row_.update(timings[c["name"]])
+            if reference is not None:  # scaled by the reference's recorded timing over its timing now
+                now, recorded = timings[reference["name"]], results[reference["name"]]
+                row_.update({key: row_[key] * recorded[key] / now[key] for key in now},
+                            timing=f"timed beside {args.relative_to!r} and scaled to its recorded timing")
             print(f"{c['name']:<28} {row_['seconds_per_step']:.3f} s/step, {row_['seconds_per_evaluation']:.2f} "
                   "s/eval", flush=True)
         elif "seconds_per_step" in row_:

@@ -3,17 +3,22 @@ story box (:mod:`slm_helpers.export`, :mod:`slm_helpers.app`).
 
 A run's ``best_model_params.pt`` records the model's configuration, its tokenizer, the data it
 learned from and the step; the run's ``history.json`` beside it has the validation loss of
-every evaluation. :func:`about_model` gathers them; what a file does not record is said so.
+every evaluation. :func:`open_model` reads the file once and gives the model, its tokenizer and
+these facts; what a file does not record is said so.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from slm_helpers.checkpoint import HISTORY_FILE, load_file
+import torch
+
+from slm_helpers.checkpoint import HISTORY_FILE, load_file, load_history, model_from_file
+from slm_helpers.errors import SlmError
+from slm_helpers.instruct import REQUESTS_SOURCE
 from slm_helpers.model import GPT
+from slm_helpers.plots import best_record
 from slm_helpers.tokenizer import Tokenizer
 
 
@@ -24,6 +29,7 @@ class About:
     pieces: str  # the modern pieces, or GPT-2's
     tokenizer: str
     data: str  # where the stories came from, and how many
+    source: str  # the dataset's source as recorded: "tinystories", a local folder's path, "records of requests"...
     step: int
     validation: str  # the best evaluation's bits per byte, or that it is not recorded
     fine_tuned_from: str | None  # the weights a fine-tuning run (notebook 08) started from
@@ -37,10 +43,16 @@ class About:
                 f"trained for {self.step:,} steps; validation: {self.validation}"]
 
 
-def about_model(path: str | Path, model: GPT, tokenizer: Tokenizer) -> About:
-    """The facts of the weights file ``path`` (already loaded as ``model`` and ``tokenizer``)."""
+def open_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, About]:
+    """The model in the weights file ``path`` (as :func:`~slm_helpers.checkpoint.load_model`
+    gives it), its tokenizer, and what the file and the run's history say about it."""
     path = Path(path)
     saved = load_file(path, "weights file")
+    model, tokenizer = model_from_file(saved, path, device)
+    return model, tokenizer, _about(saved, path, model, tokenizer)
+
+
+def _about(saved: dict, path: Path, model: GPT, tokenizer: Tokenizer) -> About:
     data = saved.get("dataset") or {}
     c = model.config
     splits = data.get("splits") or {}
@@ -49,24 +61,21 @@ def about_model(path: str | Path, model: GPT, tokenizer: Tokenizer) -> About:
     source = str(data.get("source", "not recorded"))
     if Path(source).is_absolute():  # a local folder: its name, not this machine's path to it
         source = f"the local folder {Path(source).name}"
-    best = _best_record(path.parent / HISTORY_FILE)
     held_out = ("the development split (training stories held out, --development)"
                 if (data.get("source_options") or {}).get("development") else "its validation split")
-    validation = (f"{best['val_bpb']:.3f} bits per byte ({best['val_loss']:.3f} nats per token) on {held_out}, at "
-                  f"step {best['step']:,}" if best and "val_bpb" in best else
-                  f"not recorded (no {HISTORY_FILE} beside it)")
+    try:  # a checkpoint.pt holds its history; a best_model_params.pt has the run's history.json beside it
+        history = saved["history"] if "history" in saved else load_history(path.parent)
+        at_step = [r for r in history if r.get("step") == saved.get("step")] or [best_record(history)]
+        record = at_step[-1]
+        validation = (f"{record['val_bpb']:.3f} bits per byte ({record['val_loss']:.3f} nats per token) on "
+                      f"{held_out}, at step {record['step']:,}")
+    except (SlmError, KeyError):  # no history, or one without bits per byte
+        validation = f"not recorded (no {HISTORY_FILE} with bits per byte beside it)"
     return About(
         parameters=model.num_params(),
         shape=f"{c.n_layer} layers, {c.n_embd} wide, {c.n_head} heads, a context of {c.block_size} tokens",
         pieces=", ".join(c.modern_pieces()) or "GPT-2's (learned positions, LayerNorm, GELU, tied head)",
         tokenizer=f"{tokenizer.name} ({tokenizer.n_vocab:,} ids)",
-        data=f"{source}" + (f": {stories}" if stories else ""),
+        data=source + (f": {stories}" if stories else ""), source=str(data.get("source", "")),
         step=int(saved.get("step", 0)), validation=validation, fine_tuned_from=saved.get("init_from"),
-        reads_requests="request" in source.lower() or "instruct" in source.lower())
-
-
-def _best_record(path: Path) -> dict | None:
-    try:
-        return min(json.loads(path.read_text()), key=lambda r: r["val_loss"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        reads_requests=data.get("source") == REQUESTS_SOURCE)

@@ -20,62 +20,53 @@ range, words a request cannot use) is said in one line in the page; nothing is g
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from slm_helpers.about import about_model
-from slm_helpers.checkpoint import load_model
-from slm_helpers.errors import SlmError
+from slm_helpers.about import open_model
+from slm_helpers.errors import SlmError, check_int, optional_import
 from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, check_sampling, stream_story
-from slm_helpers.instruct import FEATURES, request_prompt
+from slm_helpers.instruct import FEATURES, story_prompt
 
-HOW_TO_INSTALL = "pip install -e .[app] (or: pip install gradio)"
 MAX_TEMPERATURE = 2.0
 LONGEST = 1_000  # new tokens at most: past the context the window slides, each token costs a whole pass
 
 
 def import_gradio():
     """``gradio``, or an error that says how to install it (an optional dependency)."""
-    try:
-        import gradio
-    except ImportError:
-        raise SlmError(f"the story box needs the gradio package: {HOW_TO_INSTALL}") from None
-    return gradio
+    return optional_import("gradio", "the story box", "app")
 
 
 def story_settings(prompt: str, words: str, features: list[str], temperature: float, top_k: float, top_p: float,
                    max_new_tokens: float, seed: float | None) -> dict:
     """The page's fields as :func:`stream_story`'s arguments, checked: a :class:`SlmError`
-    that says what to change. ``top_p`` 1 means no limit; no ``seed`` means a new story each time."""
-    words = (words or "").strip()
-    if words or features:
-        if prompt.strip():
-            raise SlmError("give a beginning, or words (and features) for a request, not both: empty one of them")
-        if not words:
-            raise SlmError("features go with words: say which words the story must use")
-        prompt = request_prompt(words, features or ())
-    elif not prompt.strip():
+    that says what to change. ``top_p`` 1 means no limit; no ``seed`` means a new story each time.
+    The page's numbers arrive as floats: the whole-number settings must be whole."""
+    prompt = story_prompt(prompt if prompt.strip() else "", (words or "").strip() or None, features or None)
+    if not prompt.strip():
         raise SlmError("type how the story begins, e.g. 'Once upon a time' (or words for a fine-tuned model)")
-    if temperature is None or not 0 <= temperature <= MAX_TEMPERATURE:
+    if temperature is None or not 0 <= temperature <= MAX_TEMPERATURE:  # the slider's ends; the rest: check_sampling
         raise SlmError(f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, not {temperature}")
-    for name, value in (("top-k", top_k), ("max new tokens", max_new_tokens)):
-        if value is None or value != int(value) or value < 1:
-            raise SlmError(f"{name} must be a whole number >= 1, not {value}")
-    if seed is not None and (seed != int(seed) or seed < 0):
-        raise SlmError(f"the seed must be a whole number >= 0 (or empty for a new story each time), not {seed}")
-    settings = dict(prompt=prompt, temperature=float(temperature), top_k=int(top_k),
-                    top_p=None if top_p is None or top_p >= 1 else float(top_p),
-                    max_new_tokens=min(int(max_new_tokens), LONGEST), seed=None if seed is None else int(seed))
+    settings = dict(prompt=prompt, temperature=temperature, top_k=_whole(top_k),
+                    top_p=None if top_p is None or top_p >= 1 else top_p,
+                    max_new_tokens=_whole(max_new_tokens), seed=_whole(seed))
     check_sampling(settings["temperature"], settings["top_k"], settings["top_p"], settings["max_new_tokens"])
+    if settings["seed"] is not None:
+        check_int("seed", settings["seed"], 0, alternative=" (or empty for a new story each time)")
+    settings["max_new_tokens"] = min(settings["max_new_tokens"], LONGEST)
     return settings
+
+
+def _whole(value):
+    """A whole number the page sends as a float (2.0) as an int, for the checks that follow; any
+    other value as it is, for them to refuse."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def story_box(checkpoint: str | Path, device: str = "cpu"):
     """The Gradio app (a ``gradio.Blocks``) over the model in ``checkpoint``; ``.launch()`` it."""
     gr = import_gradio()
-    model, tokenizer = load_model(checkpoint, device)
-    about = about_model(checkpoint, model, tokenizer)
+    model, tokenizer, about = open_model(checkpoint, device)
 
     def write(prompt, words, features, temperature, top_k, top_p, max_new_tokens, seed) -> Iterator[str]:
         try:
@@ -111,24 +102,9 @@ def story_box(checkpoint: str | Path, device: str = "cpu"):
     return box
 
 
-def main(argv: list[str] | None = None) -> int:
-    from slm_helpers.cli import ArgumentParser
-
-    parser = ArgumentParser(prog="python -m slm_helpers.app", description="A story box in the browser.")
-    parser.add_argument("--checkpoint", required=True, help="a run's best_model_params.pt (or checkpoint.pt)")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to let other machines of the network in")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    parser.add_argument("--share", action="store_true", help="a public link for 72 hours, through Gradio's servers")
-    args: argparse.Namespace = parser.parse_args(argv)
-    box = story_box(args.checkpoint, args.device)
-    box.launch(server_name=args.host, server_port=args.port, share=args.share)
-    return 0
-
-
 if __name__ == "__main__":
     import sys
 
-    from slm_helpers.cli import run
+    from slm_helpers.cli import app_command
 
-    sys.exit(run(main, on_interrupt="the story box is closed"))
+    sys.exit(app_command())

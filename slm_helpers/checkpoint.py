@@ -268,11 +268,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
     or a ``checkpoint.pt`` (both hold the model's configuration and tokenizer), loaded with
     ``weights_only=True``. A bare state dict, as the original script saved, needs ``config``
     (and is taken to read GPT-2's ids)."""
+    path = Path(path)
+    return model_from_file(load_file(path, "weights file"), path, device, config)
+
+
+def model_from_file(saved, path: Path, device: str | torch.device = "cpu",
+                    config: GPTConfig | None = None) -> tuple[GPT, Tokenizer]:
+    """:func:`load_model` of what :func:`load_file` read from ``path`` (for a caller that also
+    reads the file's other records, without loading it twice)."""
     from slm_helpers.device import choose_device
 
-    path = Path(path)
     device = device if isinstance(device, torch.device) else choose_device(device)[0]
-    saved = load_file(path, "weights file")
     if isinstance(saved, dict) and "model" in saved and "model_config" in saved:
         config, state = model_config_of(saved, path), saved["model"]
         tokenizer = tokenizer_of(saved, config, path)

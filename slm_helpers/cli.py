@@ -1,5 +1,6 @@
 """The command-line tools, above the library: ``python -m slm_helpers.data``,
-``python -m slm_helpers.train``, ``python -m slm_helpers.generate`` and ``python -m slm_helpers.export``.
+``python -m slm_helpers.train``, ``python -m slm_helpers.generate``, ``python -m slm_helpers.export`` and
+``python -m slm_helpers.app``.
 
 Each parses its arguments, calls the library, and turns what goes wrong into one line
 ``error: <what is wrong and what to do>``: exit status 1 for an error, 2 for a bad argument
@@ -315,7 +316,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     from slm_helpers.device import choose_device
     from slm_helpers.generate import stream_story
     from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P
-    from slm_helpers.instruct import FEATURES, RequestError, request_prompt
+    from slm_helpers.instruct import FEATURES, RequestError, story_prompt
 
     parser = ArgumentParser(prog="python -m slm_helpers.generate", description="Write a story with a trained GPT.")
     parser.add_argument("--checkpoint", required=True, help="best_model_params.pt or checkpoint.pt")
@@ -331,15 +332,10 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context at every token")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     args = parser.parse_args(argv)
-    if args.words is not None or args.features is not None:
-        if args.prompt:
-            parser.error("give --prompt, or --words (and --features) for a request, not both")
-        if args.words is None:
-            parser.error("--features goes with --words: say which words the story must use")
-        try:
-            args.prompt = request_prompt(args.words, args.features or ())
-        except RequestError as error:
-            parser.error(str(error))
+    try:
+        args.prompt = story_prompt(args.prompt, args.words, args.features, ("--prompt", "--words", "--features"))
+    except RequestError as error:
+        parser.error(str(error))
     device, _ = choose_device(args.device)  # a device this machine lacks is an error before any loading
     model, tokenizer = load_model(args.checkpoint, device)
     pieces = stream_story(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
@@ -374,3 +370,24 @@ def export_main(argv: list[str] | None = None) -> int:
 
 def export_command() -> int:
     return run(export_main, on_interrupt="interrupted: nothing was written")
+
+
+# ----------------------------------------------------------------------------- python -m slm_helpers.app
+
+
+def app_main(argv: list[str] | None = None) -> int:
+    from slm_helpers.app import story_box
+
+    parser = ArgumentParser(prog="python -m slm_helpers.app", description="A story box in the browser.")
+    parser.add_argument("--checkpoint", required=True, help="a run's best_model_params.pt (or checkpoint.pt)")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to let other machines of the network in")
+    parser.add_argument("--port", type=positive_int, default=7860)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    parser.add_argument("--share", action="store_true", help="a public link for 72 hours, through Gradio's servers")
+    args = parser.parse_args(argv)
+    story_box(args.checkpoint, args.device).launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
+def app_command() -> int:
+    return run(app_main, on_interrupt="the story box is closed")

@@ -59,3 +59,15 @@ def describe_os_error(error: OSError) -> str:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write{where} ({error.strerror}): choose a folder you can write to"
     return f"{error.strerror or error}:{where}"
+
+
+def optional_import(module: str, needed_for: str, extra: str):
+    """The optional package ``module``, or an :class:`SlmError` that says how to install it:
+    ``pip install -e .[extra]`` (or the package alone)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SlmError(f"{needed_for} needs the {module} package: pip install -e .[{extra}] (or: pip install "
+                       f"{module})") from None

@@ -9,6 +9,8 @@ process (both sides see the same load) and the median round is kept.
 * :class:`TrainingStep`: one optimizer step exactly as :func:`slm_helpers.train.train` takes
   it, for any model size, vocabulary, precision, or with ``torch.compile``;
 * :func:`time_alternately`: seconds per call of several functions, side by side;
+* :func:`step_and_evaluation_seconds` and :func:`steps_that_fit`: how many steps of a run fit
+  a budget of seconds (the tuning and time-to-quality benchmarks);
 * :func:`loss_against_time`: validation loss against wall-clock seconds of training;
 * :func:`generation_speeds`: tokens/s of generation up to a context length, with and without
   the KV cache; :func:`positions_computed`: the work each does, counted.
@@ -118,6 +120,30 @@ class TrainingStep:
     def validation_loss(self) -> float:
         return estimate_loss(self.model, self.data, self.config, self.model_config.block_size, self.device,
                              self.dtype, seed=self.config.seed + 1)["validation"]
+
+
+def step_and_evaluation_seconds(runs: dict[str, tuple], rounds: int = 4, calls: int = 2,
+                                dtype: torch.dtype = torch.float32) -> dict[str, dict[str, float]]:
+    """This machine's seconds per optimizer step and per evaluation (both splits) of each run of
+    ``runs`` (name -> ``(model_config, train_config, data)``), with the real training step: the
+    runs' steps timed in turn (:func:`time_alternately`, ``rounds`` rounds of ``calls`` steps,
+    the median round), so that a change in the machine's pace falls on all of them alike."""
+    steps = {name: TrainingStep(model, train, data, dtype) for name, (model, train, data) in runs.items()}
+    per_step = time_alternately(steps, rounds=rounds, calls=calls)
+    per_eval = time_alternately({name: step.validation_loss for name, step in steps.items()}, rounds=1, warmup=0)
+    return {name: dict(seconds_per_step=per_step[name], seconds_per_evaluation=2 * per_eval[name]) for name in runs}
+
+
+def projected_seconds(steps: int, timing: dict[str, float], evaluations: int) -> float:
+    """The seconds at ``timing`` (:func:`step_and_evaluation_seconds`) of a run of ``steps``
+    that evaluates ``evaluations`` times in between, plus at step 0 and at its last step."""
+    return steps * timing["seconds_per_step"] + (evaluations + 2) * timing["seconds_per_evaluation"]
+
+
+def steps_that_fit(seconds: float, timing: dict[str, float], evaluations: int) -> int:
+    """The most steps whose :func:`projected_seconds` fit ``seconds``: at least 10."""
+    spent = projected_seconds(0, timing, evaluations)
+    return max(10, int((seconds - spent) / timing["seconds_per_step"]))
 
 
 def loss_against_time(model_config: GPTConfig, train_config: TrainConfig, data_dir: str | Path, seconds: float,

@@ -237,7 +237,6 @@ class GPT2Tokenizer(Tokenizer):
             self.name = f"{GPT2}-compact-{vocabulary.size}-{vocabulary.fingerprint}"
             self.n_vocab = vocabulary.size
             self.eot_token = int(vocabulary.to_compact([EOT_TOKEN_ID])[0])
-            self.unknown_id = vocabulary.unknown_id
 
     @property
     def encoding(self) -> tiktoken.Encoding:
@@ -247,6 +246,10 @@ class GPT2Tokenizer(Tokenizer):
     @property
     def is_compact(self) -> bool:
         return self.vocabulary is not None
+
+    @property
+    def unknown_id(self) -> int | None:
+        return None if self.vocabulary is None else self.vocabulary.unknown_id
 
     def _from_gpt2(self, gpt2_ids) -> list[int]:
         return list(gpt2_ids) if self.vocabulary is None else self.vocabulary.to_compact(gpt2_ids).tolist()

@@ -112,15 +112,17 @@ class TrainedTokenizer(Tokenizer):
         return np.array(ids, dtype=np.uint16)
 
     def decode_single_token_bytes(self, token: int) -> bytes:
-        if not 0 <= token < self.n_vocab:
-            raise TokenizerError(f"token {token} is not an id of {self.name} (0 to {self.n_vocab - 1})")
+        self._check_ids([token])
         return self._bytes[token]
 
     def decode_bytes(self, tokens: Iterable[int]) -> bytes:
-        ids = [int(t) for t in tokens]  # a generator is read once: the error below needs the ids again
+        ids = [int(t) for t in tokens]  # a generator is read once: the check needs the ids again
+        self._check_ids(ids)
+        return b"".join(self._bytes[t] for t in ids)
+
+    def _check_ids(self, ids: list[int]) -> None:
         if bad := [t for t in ids if not 0 <= t < self.n_vocab]:
             raise TokenizerError(f"token {bad[0]} is not an id of {self.name} (0 to {self.n_vocab - 1})")
-        return b"".join(self._bytes[t] for t in ids)
 
     def tokens_of(self, text: str) -> list[str]:
         """The pieces ``text`` is cut into, as text (notebook 09 prints them)."""

@@ -8,7 +8,7 @@ from slm_helpers.data import prepare_dataset
 from slm_helpers.tokenizer import RANKS_FILE_ENV, TokenizerUnavailableError, get_tokenizer
 
 
-def _tokenizer_available() -> bool:
+def tokenizer_available() -> bool:
     try:
         get_tokenizer()
         return True
@@ -17,7 +17,7 @@ def _tokenizer_available() -> bool:
 
 
 requires_tokenizer = pytest.mark.skipif(
-    not _tokenizer_available(), reason=f"no internet and no {RANKS_FILE_ENV}: the GPT-2 tokenizer is unavailable"
+    not tokenizer_available(), reason=f"no internet and no {RANKS_FILE_ENV}: the GPT-2 tokenizer is unavailable"
 )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from slm_helpers import export
 from slm_helpers.checkpoint import HISTORY_FILE, atomic_save, model_record
 from slm_helpers.cli import export_main, run
 from slm_helpers.export import export_model, layout
@@ -21,7 +22,7 @@ from slm_helpers.tokenizer import GPT2Tokenizer, get_tokenizer
 from slm_helpers.trained_tokenizer import train_tokenizer
 from slm_helpers.vocab import build_vocabulary
 
-from conftest import requires_tokenizer
+from conftest import tokenizer_available
 
 transformers = pytest.importorskip("transformers")
 
@@ -39,7 +40,7 @@ STRANGE = ["Once upon a time, a xylophonist named Zbigniew met a quokka. 🦘 It
 def tokenizers_by_kind():
     """A tokenizer of each kind: GPT-2's ids, a compact vocabulary of them, one trained."""
     out = {"trained": train_tokenizer(list(generate_stories(300, "train", seed=3)), 400)}
-    if requires_tokenizer.args[0]:  # no GPT-2 ranks here: the GPT-2 kinds are skipped
+    if not tokenizer_available():  # no GPT-2 ranks here: the GPT-2 kinds are skipped
         return out
     gpt2 = get_tokenizer()
     counts = np.bincount(gpt2.encode_stories(list(generate_stories(300, "train", seed=3))), minlength=gpt2.n_vocab)
@@ -63,6 +64,7 @@ def weights_file(tmp_path, config: GPTConfig, tokenizer, seed: int = 0, step: in
 
 CASES = [("gpt2", "gpt2", {}), ("compact", "gpt2", {}), ("trained", "gpt2", {}),
          ("trained", "llama", {**LLAMA, "tie_head": False}), ("compact", "llama", {**LLAMA, "bias": False}),
+         ("compact", "llama", {**LLAMA, "tie_head": False}),
          ("trained", "llama", {**LLAMA, "tie_head": True, "bias": False})]
 
 
@@ -97,8 +99,8 @@ def test_the_exported_model_gives_our_logits_and_ids(tmp_path, tokenizers_by_kin
     assert (theirs[..., :V] - expected_logits).abs().max() < 1e-5
     assert not torch.allclose(expected_logits[0, 0], expected_logits[0, 1], atol=1e-3)  # not constants
     if theirs.size(-1) > V:  # the left-out ids: read and scored as the unknown id, never written
-        rows = hf.get_input_embeddings().weight
-        assert torch.equal(rows[V:], rows[[tokenizer.unknown_id]].expand_as(rows[V:]))  # copies, bit for bit
+        for rows in (hf.get_input_embeddings().weight, hf.get_output_embeddings().weight):  # copies, bit for bit
+            assert torch.equal(rows[V:], rows[[tokenizer.unknown_id]].expand_as(rows[V:]))
         # the same row times the same hidden state: equal but for the kernels' last bits
         torch.testing.assert_close(theirs[..., V:], theirs[..., [tokenizer.unknown_id]].expand_as(theirs[..., V:]),
                                    atol=1e-6, rtol=0)
@@ -139,8 +141,13 @@ def test_the_folder_holds_a_generation_config_and_a_model_card(tmp_path, tokeniz
     assert tokenizer.name in card and "pipeline_tag: text-generation" in card
 
 
-def test_what_transformers_cannot_hold_is_refused_naming_the_switch(tmp_path, tokenizers_by_kind):
+def test_what_transformers_cannot_hold_is_refused_naming_the_switch(tmp_path, tokenizers_by_kind, monkeypatch):
     tokenizer = tokenizers_by_kind["trained"]
+
+    def no_writing(*args, **kwargs):
+        raise AssertionError("the export began writing before it refused")
+
+    monkeypatch.setattr(export.tempfile, "TemporaryDirectory", no_writing)
     for switches, named in ((dict(position="rotary", norm="rmsnorm", mlp="relu2"), "mlp='relu2'"),
                             (dict(**LLAMA, qk_norm=True), "qk_norm=True"),
                             (dict(mlp="swiglu"), "mlp='swiglu'"),
@@ -149,7 +156,6 @@ def test_what_transformers_cannot_hold_is_refused_naming_the_switch(tmp_path, to
         path, _ = weights_file(tmp_path, replace(SMALL, **switches), tokenizer)
         with pytest.raises(ValueError, match=named):
             export_model(path, tmp_path / "hf", **QUIET)
-        assert not (tmp_path / "hf").exists()  # refused before anything was written
 
 
 def test_bad_input_is_one_line_and_nothing_is_lost(tmp_path, tokenizers_by_kind, capsys):
@@ -160,14 +166,15 @@ def test_bad_input_is_one_line_and_nothing_is_lost(tmp_path, tokenizers_by_kind,
     (out / "mine.txt").write_text("keep me")
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(b"not a checkpoint")
-    for argv, says in (([], "the following arguments are required"),
-                       (["--checkpoint", str(tmp_path / "missing.pt"), "--out-dir", str(out)], "missing.pt"),
+    with pytest.raises(SystemExit):  # argparse's own exit, its line below
+        run(export_main, [])
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "the following arguments are required" in err, err
+    for argv, says in ((["--checkpoint", str(tmp_path / "missing.pt"), "--out-dir", str(out)], "missing.pt"),
                        (["--checkpoint", str(damaged), "--out-dir", str(out)], "damaged.pt"),
                        (["--checkpoint", str(path), "--out-dir", str(out)], "--overwrite"),
                        (["--checkpoint", str(path), "--out-dir", str(out / "mine.txt")], "is a file")):
-        with pytest.raises(SystemExit) if not argv else _no_raise():
-            status = run(export_main, argv)
-            assert status == 1
+        assert run(export_main, argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1 and says in err, err
     assert (out / "mine.txt").read_text() == "keep me"
@@ -177,24 +184,9 @@ def test_bad_input_is_one_line_and_nothing_is_lost(tmp_path, tokenizers_by_kind,
 
 
 def test_without_transformers_the_export_says_how_to_install_it(tmp_path, tokenizers_by_kind, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_transformers(name, *args, **kwargs):
-        if name == "transformers" or name.startswith("transformers."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
+    import sys
 
     path, _ = weights_file(tmp_path, SMALL, tokenizers_by_kind["trained"])
-    monkeypatch.setattr(builtins, "__import__", no_transformers)
-    with pytest.raises(ValueError, match=r"pip install -e \.\[export\]"):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as where it is not installed: importing it fails
+    with pytest.raises(ValueError, match=r"exporting needs the transformers package: pip install -e \.\[export\]"):
         export_model(path, tmp_path / "hf", **QUIET)
-
-
-class _no_raise:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -308,7 +308,7 @@ def command(*args, cwd=None):
 @pytest.mark.parametrize(("args", "message"), [
     (["--words", ""], "error: give at least one word"),
     (["--words", "dog", "--features", "Funny"], "error: unknown feature 'Funny': choose among Dialogue"),
-    (["--features", "Dialogue"], "error: --features goes with --words"),
+    (["--features", "Dialogue"], "error: --features need --words"),
     (["--words", "dog", "--prompt", "Once"], "error: give --prompt, or --words"),
 ])
 def test_generate_refuses_a_bad_request_in_one_line(args, message, tmp_path):

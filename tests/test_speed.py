@@ -18,6 +18,9 @@ from slm_helpers.speed import (
     generation_speeds,
     loss_against_time,
     positions_computed,
+    projected_seconds,
+    step_and_evaluation_seconds,
+    steps_that_fit,
     time_alternately,
     time_pieces,
 )
@@ -69,6 +72,37 @@ def test_a_training_step_is_train_s_step(small_dataset):
     assert losses == [again() for _ in range(8)]
     assert losses[-1] < losses[0] - 0.5
     assert step.validation_loss() < 10.5
+
+
+def test_steps_that_fit_a_budget_are_the_most_whose_projected_seconds_fit_it():
+    timing = dict(seconds_per_step=0.5, seconds_per_evaluation=3.0)
+    steps = steps_that_fit(300.0, timing, evaluations=10)
+    assert projected_seconds(steps, timing, 10) <= 300.0 < projected_seconds(steps + 1, timing, 10)
+    assert projected_seconds(100, timing, 10) == 100 * 0.5 + 12 * 3.0  # step 0's and the last evaluation too
+    assert steps_that_fit(1.0, timing, evaluations=10) == 10  # at least 10, however short the budget
+
+
+def test_runs_are_timed_in_turn_so_the_machine_s_pace_falls_on_all(monkeypatch):
+    from slm_helpers import speed
+
+    calls = []
+
+    class Step:  # stands for TrainingStep: records who was called when
+        def __init__(self, model_config, train_config, data, dtype):
+            self.name = data
+
+        def __call__(self):
+            calls.append(self.name)
+
+        def validation_loss(self):
+            calls.append(f"{self.name} eval")
+
+    monkeypatch.setattr(speed, "TrainingStep", Step)
+    timings = step_and_evaluation_seconds({"a": (None, None, "a"), "b": (None, None, "b")}, rounds=3, calls=2)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3 + ["a eval", "b eval"]  # warm-up, rounds in turn, evals
+    assert set(timings) == {"a", "b"}
+    assert all(set(t) == {"seconds_per_step", "seconds_per_evaluation"} and min(t.values()) >= 0
+               for t in timings.values())
 
 
 @requires_tokenizer

@@ -11,9 +11,9 @@ import socket
 import pytest
 import torch
 
-from slm_helpers.app import main, story_box, story_settings
+from slm_helpers.app import story_box, story_settings
 from slm_helpers.checkpoint import load_model
-from slm_helpers.cli import run
+from slm_helpers.cli import app_main, run
 from slm_helpers.data import prepare_dataset
 from slm_helpers.errors import SlmError
 from slm_helpers.generate import write_story
@@ -103,14 +103,17 @@ def test_bad_settings_are_one_line_each():
                 seed=None)
     assert story_settings(**good) == dict(prompt="Once", temperature=0.8, top_k=200, top_p=None, max_new_tokens=50,
                                           seed=None)
+    whole = story_settings(**{**good, "top_k": 40.0, "seed": 7.0})  # the page sends its numbers as floats
+    assert (whole["top_k"], whole["seed"]) == (40, 7) and all(type(whole[k]) is int for k in ("top_k", "seed"))
     assert story_settings(**{**good, "prompt": "", "words": "dog, ball"})["prompt"].startswith("Words: dog, ball")
     for change, says in ((dict(prompt="  "), "type how the story begins"),
                          (dict(temperature=2.5), "temperature must be between 0"),
                          (dict(temperature=-1), "temperature must be between 0"),
                          (dict(words="dog"), "not both"),
-                         (dict(prompt="", features=["Dialogue"]), "features go with words"),
-                         (dict(top_k=0), "top-k must be a whole number"),
-                         (dict(max_new_tokens=2.5), "max new tokens must be a whole number"),
+                         (dict(prompt="", features=["Dialogue"]), "features need words"),
+                         (dict(top_k=0), "top_k must be a whole number"),
+                         (dict(max_new_tokens=2.5), "max_new_tokens must be a whole number"),
+                         (dict(max_new_tokens=None), "max_new_tokens must be a whole number"),
                          (dict(seed=-3), "seed must be a whole number")):
         with pytest.raises(SlmError, match=says) as caught:
             story_settings(**{**good, **change})
@@ -121,6 +124,6 @@ def test_the_command_refuses_a_missing_or_damaged_checkpoint_in_one_line(tmp_pat
     damaged = tmp_path / "best_model_params.pt"
     damaged.write_bytes(b"\x00 not weights")
     for path in (tmp_path / "missing.pt", damaged):
-        assert run(main, ["--checkpoint", str(path)]) == 1
+        assert run(app_main, ["--checkpoint", str(path)]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1 and path.name in err, err

@@ -73,7 +73,7 @@ def hub_unreachable_reason(host: str = HUB_HOST) -> str | None:
     return None
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     """The first line of an exception's message, at most 200 characters."""
     return str(error).splitlines()[0][:200] if str(error) else ""
 
@@ -92,7 +92,7 @@ def _tinystories_source(train_stories: int | None, validation_stories: int | Non
         hub = {split: datasets.load_dataset(TINYSTORIES, split=split, streaming=counts[split] is not None)
                for split in SPLITS}
     except Exception as error:  # ConnectionError, an offline cache miss, a proxy...: the hub is out of reach
-        raise HubUnreachable(f"{type(error).__name__}: {_first_line(error)}") from None
+        raise HubUnreachable(f"{type(error).__name__}: {first_line(error)}") from None
 
     def texts(split: str) -> Iterator[str]:
         read = 0
@@ -102,7 +102,7 @@ def _tinystories_source(train_stories: int | None, validation_stories: int | Non
                 yield example["text"]
         except Exception as error:  # the connection dropped part-way
             raise DataError(f"reading {TINYSTORIES} ({split}) failed after {read:,} stories ({type(error).__name__}: "
-                            f"{_first_line(error)}): run the same command again") from None
+                            f"{first_line(error)}): run the same command again") from None
 
     return {split: texts(split) for split in SPLITS}
 

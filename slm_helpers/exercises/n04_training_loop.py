@@ -23,10 +23,9 @@ def _ten_times_the_learning_rate(answer, preset: str):
     from slm_helpers.optim import learning_rates
     from slm_helpers.presets import get_preset
 
-    ok, hint = complete_run(answer, preset, "train(...).history, with learning_rate and min_lr ten times larger")
-    if not ok:
-        return ok, hint
-    history = getattr(answer, "history", answer)
+    history, hint = complete_run(answer, preset, "train(...).history, with learning_rate and min_lr ten times larger")
+    if history is None:
+        return False, hint
     first = learning_rates(get_preset(preset).train, 1)[0]  # the schedule scales with the peak: 10x at every step
     if not math.isclose(history[0]["lr"], 10 * first, rel_tol=1e-6):
         return False, (f"this run's first learning rate is {history[0]['lr']:.2e}, not ten times the preset's "

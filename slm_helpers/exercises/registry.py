@@ -20,16 +20,17 @@ def exercise(name: str):
     return register
 
 
-def complete_run(history, preset: str, what: str, **changes) -> tuple[bool, str]:
-    """Whether ``history`` is a whole run of ``preset``'s schedule, with ``changes`` to its
-    settings (every evaluation, to the last step), and the hint to give when it is not."""
+def complete_run(answer, preset: str, what: str, **changes) -> tuple[list[dict] | None, str]:
+    """The history of ``answer`` (a TrainResult, or its history) if it is a whole run of
+    ``preset``'s schedule, with ``changes`` to its settings (every evaluation, to the last step),
+    else None and the hint to give."""
     from slm_helpers.presets import get_preset
 
     config = get_preset(preset, **changes).train
-    history = getattr(history, "history", history)  # a TrainResult, or its history
+    history = getattr(answer, "history", answer)
     steps = [r["step"] for r in history] if isinstance(history, (list, tuple)) else []
     expected = list(range(0, config.max_steps + 1, config.eval_interval))
     if steps != expected or any("val_loss" not in r for r in history):
-        return False, (f"pass the history of a whole {preset} run ({what}): evaluations at steps {expected}, not "
-                       f"{steps}")
-    return True, ""
+        return None, (f"pass the history of a whole {preset} run ({what}): evaluations at steps {expected}, not "
+                      f"{steps}")
+    return history, ""

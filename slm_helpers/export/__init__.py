@@ -27,8 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from slm_helpers.about import about_model
-from slm_helpers.checkpoint import load_model
+from slm_helpers.about import About, open_model
 from slm_helpers.errors import SlmError
 from slm_helpers.export.models import import_transformers, layout, to_hf_gpt2, to_hf_llama, to_hf_model
 from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P
@@ -36,7 +35,6 @@ from slm_helpers.model import GPT
 from slm_helpers.tokenizer import EOT_TEXT, UNKNOWN_TEXT, Tokenizer
 
 __all__ = ["export_model", "layout", "to_hf_gpt2", "to_hf_llama", "to_hf_model", "to_hf_tokenizer"]
-CLASSES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}
 
 
 def to_hf_tokenizer(tokenizer: Tokenizer, block_size: int):
@@ -65,42 +63,42 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = 
     holds, a folder in the way) is refused before anything is written."""
     transformers = import_transformers()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    model, tokenizer = load_model(checkpoint)
-    kind = layout(model.config)
+    model, tokenizer, about = open_model(checkpoint)
     if out_dir.exists() and not out_dir.is_dir():
         raise SlmError(f"{out_dir} is a file, not a folder: choose another --out-dir")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise SlmError(f"{out_dir} already holds files: choose another --out-dir, or replace it with --overwrite")
     hf_tokenizer = to_hf_tokenizer(tokenizer, model.config.block_size)
     n_vocab = len(hf_tokenizer)
-    hf_model = to_hf_model(model, n_vocab, tokenizer.unknown_id)
+    hf_model = to_hf_model(model, n_vocab=n_vocab, unknown_id=tokenizer.unknown_id)  # or a refusal
+    kind = type(hf_model).__name__
     hf_model.generation_config = generation_config(model, tokenizer, n_vocab)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as work:
         new = Path(work) / "export"
         hf_model.save_pretrained(new)
         hf_tokenizer.save_pretrained(new)
-        (new / "README.md").write_text(model_card(checkpoint, model, tokenizer, kind, n_vocab), encoding="utf-8")
+        (new / "README.md").write_text(model_card(checkpoint, about, model, tokenizer, kind, n_vocab),
+                                       encoding="utf-8")
         old = Path(work) / "old"
         if out_dir.exists():
             out_dir.rename(old)  # kept until the new folder is in place
         new.rename(out_dir)
         shutil.rmtree(old, ignore_errors=True)
-    log(f"wrote {out_dir}: {CLASSES[kind]} with {model.num_params():,} parameters and its tokenizer "
+    log(f"wrote {out_dir}: {kind} with {model.num_params():,} parameters and its tokenizer "
         f"({tokenizer.name}); transformers {transformers.__version__} loads it with from_pretrained({str(out_dir)!r})")
     return out_dir
 
 
-def model_card(checkpoint: Path, model: GPT, tokenizer: Tokenizer, kind: str, n_vocab: int) -> str:
+def model_card(checkpoint: Path, about: About, model: GPT, tokenizer: Tokenizer, kind: str, n_vocab: int) -> str:
     """README.md for the exported folder: what the model is, what it learned from and how well."""
-    about = about_model(checkpoint, model, tokenizer)
     c = model.config
     unknown = (f"\nThe model knows {c.vocab_size:,} ids: GPT-2's {c.vocab_size - 1:,} most used in its stories and "
                f"`<unk>` (id {tokenizer.unknown_id}) for all others. The tokenizer still writes every GPT-2 token: a "
                f"left-out one has an id of its own from {c.vocab_size:,} on, which the model reads as `<unk>` and "
                "never writes (the generation config suppresses them).\n" if n_vocab > c.vocab_size else "")
     front = "---\nlibrary_name: transformers\npipeline_tag: text-generation\n" + \
-        ("datasets:\n- roneneldan/TinyStories\n" if "tinystories" in about.data.lower() else "") + \
+        ("datasets:\n- roneneldan/TinyStories\n" if "tinystories" in about.source.lower() else "") + \
         "tags:\n- slm-from-scratch\n- tinystories\n---\n"
     tuned = f"| fine-tuned from | {about.fine_tuned_from} |\n" if about.fine_tuned_from else ""
     return f"""{front}
@@ -108,7 +106,7 @@ def model_card(checkpoint: Path, model: GPT, tokenizer: Tokenizer, kind: str, n_
 
 A GPT of {about.parameters:,} parameters ({about.shape}) trained from scratch on children's
 stories with the notebooks and `slm_helpers` of the slm-from-scratch series, exported as
-`{CLASSES[kind]}`.
+`{kind}`.
 
 | | |
 |---|---|

@@ -22,21 +22,16 @@ from __future__ import annotations
 
 import torch
 
-from slm_helpers.errors import SlmError
+from slm_helpers.errors import SlmError, optional_import
 from slm_helpers.model import GPT
 
 # Linear layers that GPT-2's checkpoints store as Conv1D, i.e. with the weight transposed.
 GPT2_CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-HOW_TO_INSTALL = "pip install -e .[export] (or: pip install transformers)"
 
 
 def import_transformers():
     """``transformers``, or an error that says how to install it (an optional dependency)."""
-    try:
-        import transformers
-    except ImportError:
-        raise SlmError(f"exporting needs the transformers package: {HOW_TO_INSTALL}") from None
-    return transformers
+    return optional_import("transformers", "exporting", "export")
 
 
 def experiments_on(config) -> list[str]:
@@ -44,29 +39,41 @@ def experiments_on(config) -> list[str]:
     return [f"{name}=False" for name in ("causal", "residual", "scale_attention") if not getattr(config, name)]
 
 
+# What each transformers class holds: the switches of GPTConfig it needs, each as (setting, value, its name
+# when it does not fit), and how it is said.
+LAYOUTS = {
+    "gpt2": ("GPT2LMHeadModel", "learned positions, LayerNorm, GELU, a tied head, biases and no QK-norm",
+             (("position", "learned", None), ("norm", "layernorm", None), ("mlp", "gelu", None),
+              ("tie_head", True, "an untied head"), ("qk_norm", False, "qk_norm=True"), ("bias", True, "bias=False")),
+             "GPT-2's switches"),
+    "llama": ("LlamaForCausalLM", "rotary positions, RMSNorm, a SwiGLU MLP and no QK-norm",
+              (("position", "rotary", None), ("norm", "rmsnorm", None), ("mlp", "swiglu", None),
+               ("qk_norm", False, "qk_norm=True")),
+              "position=rotary, norm=rmsnorm, mlp=swiglu and qk_norm=False (or GPT-2's switches)"),
+}
+
+
 def layout(config) -> str:
-    """Which transformers class holds a model of ``config``: ``"gpt2"`` or ``"llama"``; a
-    :class:`SlmError` naming every switch that fits neither."""
+    """Which transformers class holds a model of ``config``: ``"gpt2"`` or ``"llama"`` (the
+    GPT-2 layout if its positions and norm are GPT-2's); a :class:`SlmError` naming every switch
+    that does not fit it."""
+    kind = "gpt2" if config.position == "learned" and config.norm == "layernorm" else "llama"
+    require(config, kind)
+    return kind
+
+
+def require(config, kind: str) -> None:
+    """A :class:`SlmError` naming every switch of ``config`` that the class of ``kind`` cannot hold."""
     if bad := experiments_on(config):
         raise SlmError(f"this model has {', '.join(bad)} (an experiment of notebook 03): no transformers model "
                        "computes that; export a model trained with the default switches")
-    if config.position == "learned" and config.norm == "layernorm":
-        name, has = "GPT2LMHeadModel", "GELU, a tied head, biases and no QK-norm"
-        misfits = [f"mlp={config.mlp!r}"] * (config.mlp != "gelu") + ["an untied head"] * (not config.tie_head) + \
-            ["qk_norm=True"] * config.qk_norm + ["bias=False"] * (not config.bias)
-        fix = "GPT-2's switches"
-    else:
-        name, has = "LlamaForCausalLM", "rotary positions, RMSNorm, a SwiGLU MLP and no QK-norm"
-        misfits = [f"position={config.position!r}"] * (config.position != "rotary") + \
-            [f"norm={config.norm!r}"] * (config.norm != "rmsnorm") + \
-            [f"mlp={config.mlp!r}"] * (config.mlp != "swiglu") + ["qk_norm=True"] * config.qk_norm
-        fix = "position=rotary, norm=rmsnorm, mlp=swiglu and qk_norm=False (or GPT-2's switches)"
+    name, has, needs, fix = LAYOUTS[kind]
+    misfits = [said or f"{setting}={getattr(config, setting)!r}" for setting, value, said in needs
+               if getattr(config, setting) != value]
     if misfits:
         raise SlmError(f"cannot export this model as {name}, which has {has}: {' and '.join(misfits)} "
                        f"{'does' if len(misfits) == 1 else 'do'} not fit (ReLU² and QK-norm have no twin in either "
                        f"of transformers' two layouts used here); train with {fix} to export it")
-    name = "gpt2" if name == "GPT2LMHeadModel" else "llama"
-    return name
 
 
 def widened(weight: torch.Tensor, n_vocab: int, unknown_id: int | None) -> torch.Tensor:
@@ -79,16 +86,13 @@ def widened(weight: torch.Tensor, n_vocab: int, unknown_id: int | None) -> torch
     return torch.cat([weight, weight[unknown_id].expand(extra, -1)])
 
 
-def to_hf_gpt2(model: GPT, attn_implementation: str = "sdpa", n_vocab: int | None = None,
+def to_hf_gpt2(model: GPT, attn_implementation: str = "sdpa", *, n_vocab: int | None = None,
                unknown_id: int | None = None):
     """The same network as a ``transformers.GPT2LMHeadModel`` (in eval mode, dropout off),
     with ``n_vocab`` ids (default: the model's; more are rows copied from ``unknown_id``)."""
     transformers = import_transformers()
     c = model.config
-    if c.position != "learned" or c.norm != "layernorm":
-        raise SlmError(f"this model has pieces GPT-2 lacks ({', '.join(c.modern_pieces())}): "
-                       "GPT2LMHeadModel cannot hold it; to_hf_model chooses the layout that can")
-    layout(c)
+    require(c, "gpt2")
     n_vocab = n_vocab or c.vocab_size
     hf_config = transformers.GPT2Config(
         vocab_size=n_vocab, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
@@ -104,14 +108,13 @@ def to_hf_gpt2(model: GPT, attn_implementation: str = "sdpa", n_vocab: int | Non
     return hf.eval()
 
 
-def to_hf_llama(model: GPT, attn_implementation: str = "sdpa", n_vocab: int | None = None,
+def to_hf_llama(model: GPT, attn_implementation: str = "sdpa", *, n_vocab: int | None = None,
                 unknown_id: int | None = None):
     """The same network as a ``transformers.LlamaForCausalLM`` (in eval mode): rotary,
     RMSNorm with unit gains, SwiGLU, tied or untied head, biases if the model has them."""
     transformers = import_transformers()
     c = model.config
-    if layout(c) != "llama":
-        raise SlmError("this model has GPT-2's layout: to_hf_model exports it as GPT2LMHeadModel")
+    require(c, "llama")
     n_vocab = n_vocab or c.vocab_size
     mlp = model.transformer.h[0].mlp
     hf_config = transformers.LlamaConfig(
@@ -146,11 +149,11 @@ def to_hf_llama(model: GPT, attn_implementation: str = "sdpa", n_vocab: int | No
     return hf.eval()
 
 
-def to_hf_model(model: GPT, n_vocab: int | None = None, unknown_id: int | None = None,
-                attn_implementation: str = "sdpa"):
+def to_hf_model(model: GPT, attn_implementation: str = "sdpa", *, n_vocab: int | None = None,
+                unknown_id: int | None = None):
     """The transformers model that holds ``model`` (:func:`layout` chooses it)."""
     convert = to_hf_gpt2 if layout(model.config) == "gpt2" else to_hf_llama
-    return convert(model, attn_implementation, n_vocab, unknown_id)
+    return convert(model, attn_implementation, n_vocab=n_vocab, unknown_id=unknown_id)
 
 
 def _load(hf, state: dict, ignore: tuple[str, ...]) -> None:

@@ -25,7 +25,7 @@ stories), :mod:`~slm_helpers.instruct.folder` (a folder of records, prepared and
 :mod:`~slm_helpers.instruct.batches` (masked batches).
 """
 
-from slm_helpers.instruct.batches import RequestData, example_row
+from slm_helpers.instruct.batches import REQUESTS_SOURCE, RequestData, example_row
 from slm_helpers.instruct.folder import is_requests_folder, prepare_requests, preset_requests, read_records
 from slm_helpers.instruct.records import (
     FEATURES,
@@ -42,9 +42,10 @@ from slm_helpers.instruct.records import (
     record_from_story,
     records_from_stories,
     request_prompt,
+    story_prompt,
 )
 
-__all__ = ["FEATURES", "INSTRUCT_HUB", "WORD", "Record", "RequestData", "RequestError", "check_request",
-           "content_words", "example_row", "format_prompt", "format_text", "has_dialogue", "is_requests_folder",
-           "parse_records", "prepare_requests", "preset_requests", "read_records", "record_from_story",
-           "records_from_stories", "request_prompt"]
+__all__ = ["FEATURES", "INSTRUCT_HUB", "REQUESTS_SOURCE", "WORD", "Record", "RequestData", "RequestError",
+           "check_request", "content_words", "example_row", "format_prompt", "format_text", "has_dialogue",
+           "is_requests_folder", "parse_records", "prepare_requests", "preset_requests", "read_records",
+           "record_from_story", "records_from_stories", "request_prompt", "story_prompt"]

@@ -13,6 +13,8 @@ from slm_helpers.errors import DataError, SlmError
 from slm_helpers.instruct.folder import read_records
 from slm_helpers.instruct.records import Record
 
+REQUESTS_SOURCE = "records of requests"  # the source a checkpoint of a fine-tuning run on them records
+
 
 def example_row(prompt: list[int], story: list[int], block_size: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch row of one record: the inputs are the prompt's ids then the story's (ending with
@@ -72,6 +74,6 @@ class RequestData:
         :meth:`TokenDataset.identity`, and a fingerprint of their text), so that a resume on other
         records, or on a token dataset, is refused."""
         text = "".join(json.dumps(asdict(r)) for split in ("train", "validation") for r in self.records[split])
-        return dict(path=self.name, source="records of requests", source_options=None, tokenizer=self.tokenizer.name,
+        return dict(path=self.name, source=REQUESTS_SOURCE, source_options=None, tokenizer=self.tokenizer.name,
                     splits={s: {"records": len(r)} for s, r in self.records.items()},
                     fingerprint=hashlib.sha256(text.encode()).hexdigest()[:16])

@@ -34,7 +34,7 @@ def _hub_records(counts: dict[str, int], log) -> dict[str, list[Record]]:
 
         hub = {split: datasets.load_dataset(INSTRUCT_HUB, split=split, streaming=True) for split in counts}
     except Exception as error:  # the hub is out of reach
-        raise sources.HubUnreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+        raise sources.HubUnreachable(f"{type(error).__name__}: {sources.first_line(error)}") from None
     records, skipped = {}, {}
     for split, n in counts.items():
         skipped[split] = Counter()
@@ -42,7 +42,7 @@ def _hub_records(counts: dict[str, int], log) -> dict[str, list[Record]]:
         try:
             records[split] = list(itertools.islice(parse_records(lines, skipped[split]), n))
         except Exception as error:  # the connection broke while streaming
-            raise sources.HubUnreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+            raise sources.HubUnreachable(f"{type(error).__name__}: {sources.first_line(error)}") from None
     for split, reasons in skipped.items():
         if reasons:
             log(f"{INSTRUCT_HUB} ({split}): skipped {', '.join(f'{k} x {v}' for k, v in sorted(reasons.items()))}")

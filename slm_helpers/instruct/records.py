@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from slm_helpers.errors import SlmError
+from slm_helpers.tokenizer import EOT_TEXT
 
 INSTRUCT_HUB = "roneneldan/TinyStoriesInstruct"
-EOT_TEXT = "<|endoftext|>"
 FEATURES = ("Dialogue", "BadEnding", "MoralValue", "Twist", "Foreshadowing", "Conflict")
 HEADERS = ("Summary", "Words", "Features", "Random sentence")
 HEADER_LINE = re.compile(r"^(Summary|Words|Features|Random sentence):\s*(.*)$")
@@ -56,9 +56,9 @@ def check_request(words, features=()) -> tuple[tuple[str, ...], tuple[str, ...]]
     (a list, or one string separated by commas), at least one; features are among
     :data:`FEATURES` (any case). Raises :class:`RequestError` saying what is wrong."""
     if isinstance(words, str):
-        words = [w for w in (part.strip() for part in words.split(",")) if w]
+        words = list(_split_list(words))
     if isinstance(features, str):
-        features = [f for f in (part.strip() for part in features.split(",")) if f]
+        features = list(_split_list(features))
     if not isinstance(words, (list, tuple)) or not words:
         raise RequestError("give at least one word, e.g. words=['dog', 'ball', 'happy'] (--words dog,ball,happy)")
     bad = [w for w in words if not isinstance(w, str) or not WORD.fullmatch(w.strip())]
@@ -77,6 +77,22 @@ def request_prompt(words, features=()) -> str:
     """The prompt asking for a story that uses ``words`` and has ``features``, checked
     (:func:`check_request`): e.g. ``request_prompt("dog, ball", ["Dialogue"])``."""
     return format_prompt(*check_request(words, features))
+
+
+def story_prompt(prompt: str = "", words=None, features=None,
+                 names: tuple[str, str, str] = ("a beginning", "words", "features")) -> str:
+    """What a model continues: ``prompt`` as it is, or, when ``words`` (and ``features``) are
+    given (not None), the request prompt for them (:func:`request_prompt`). A beginning and a
+    request together, or features without words, is a :class:`RequestError`; ``names`` are what
+    the message calls the three (the command line says ``--prompt``, ``--words``, ``--features``)."""
+    beginning, words_name, features_name = names
+    if words is None and features is None:
+        return prompt
+    if prompt:
+        raise RequestError(f"give {beginning}, or {words_name} (and {features_name}) for a request, not both")
+    if words is None:
+        raise RequestError(f"{features_name} need {words_name}: say which words the story must use")
+    return request_prompt(words, features or ())
 
 
 def format_prompt(words: Sequence[str], features: Sequence[str] = ()) -> str:

@@ -8,6 +8,7 @@ from slm_helpers.errors import SlmError
 from slm_helpers.evaluate import batches_of
 from slm_helpers.instruct import RequestData, is_requests_folder
 from slm_helpers.model import GPTConfig
+from slm_helpers.tokenizer import GPT2
 
 
 def open_run_data(preset, data_dir, base, log):
@@ -36,7 +37,7 @@ def model_config_for(data, model_config: GPTConfig, log) -> GPTConfig:
         coverage = tokenizer.vocabulary.coverage.get("train", float("nan"))
         log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset has a compact "
             f"vocabulary covering {coverage:.2%} of its training tokens")
-    elif tokenizer.name == "gpt2":
+    elif tokenizer.name == GPT2:
         log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset holds GPT-2's ids")
     else:
         log(f"vocab_size {tokenizer.n_vocab:,} (not {model_config.vocab_size:,}): the dataset's tokenizer "
