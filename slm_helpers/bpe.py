@@ -85,5 +85,10 @@ class BytePairTokenizer:
             ids = merge(ids, first, self.merges[first])
         return ids
 
+    def encode_ordinary(self, text: str) -> list[int]:
+        """The same as :meth:`encode` (this tokenizer has no special tokens): the name the
+        series' other tokenizers and ``plots.show_tokens`` use."""
+        return self.encode(text)
+
     def decode(self, ids: Sequence[int]) -> str:
         return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")

@@ -12,7 +12,7 @@ import importlib.util
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,9 +47,26 @@ def solution(exercise: str, function: str, **given):
     return getattr(_MODULES[key], function)(**given)
 
 
+HOT_VAL_LOSSES = (6.48, 5.07, 4.98, 4.80, 4.74)  # the ci run at ten times the rate (solutions/04_training_loop.py)
+NO_RESIDUAL_VAL_LOSSES = (6.5, 5.4, 5.3, 5.3, 5.26)  # as a run without residual connections ends
+
+
+def normal_ci_run():
+    """The ci preset's own run (its TrainResult), trained once: a plausible wrong answer to every break-it exercise."""
+    return solution("03.2", "train_ci")
+
+
 def normal_ci_history() -> list[dict]:
-    """The ci preset's own run, trained once: a plausible wrong answer to every break-it exercise."""
-    return list(solution("03.2", "train_ci"))
+    return list(normal_ci_run().history)
+
+
+def fake_run(history, val_losses=None, lr_times: float = 1, **change):
+    """An answer as train_ci(**change) returns it, without training: ``history``'s records, with
+    ``val_losses`` for theirs and their learning rates ``lr_times`` larger, and the ci model with ``change``."""
+    records = [dict(r, lr=lr_times * r["lr"]) for r in history]
+    if val_losses is not None:
+        records = [dict(r, val_loss=v) for r, v in zip(records, val_losses)]
+    return SimpleNamespace(history=records, model_config=replace(normal_ci_run().model_config, **change))
 
 
 def synthetic_history(steps: range, val_loss: float) -> list[dict]:
@@ -121,6 +138,23 @@ def step_without_unscaling(model, optimizer, scaler, grad_clip):
     return norm
 
 
+def step_without_updating_the_scale(model, optimizer, scaler, grad_clip):
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)  # scaler.update() forgotten: the scale never falls after an overflow
+    optimizer.zero_grad(set_to_none=True)
+    return norm
+
+
+def step_past_the_scaler(model, optimizer, scaler, grad_clip):
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()  # not scaler.step(optimizer): an inf gradient is applied, not skipped
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return norm
+
+
 def targets_by_shifting(prompt, story, block_size, pad):
     ids = (prompt + story + [pad] * (block_size + 1))[: block_size + 1]
     y = torch.tensor(ids[1:])
@@ -159,8 +193,10 @@ class Exercise:
 
 EXERCISES = [
     Exercise("01.1", "exercise_1", dict(text="aaabdaaabac"),
-             lambda a: [[("a", "a"), ("a", "b"), ("aa", "ab")], [list(pair) for pair in a]],
-             lambda a: [[("a", "b"), ("a", "a"), ("aa", "ab")], a[:2], [("a", "a"), ("b", "d"), ("aa", "a")]]),
+             lambda a: [[("a", "a"), ("a", "b"), ("aa", "ab")], [list(pair) for pair in a],
+                        [("a", "b"), ("a", "a"), ("aa", "ab")]],  # pairs counted without overlap: aa ties ab at 2
+             lambda a: [a[:2], [("a", "a"), ("b", "d"), ("aa", "a")],
+                        [("a", "a"), ("a", "b"), ("b", "d")]]),  # the pairs ranked once, on the text before merging
     Exercise("01.2", "exercise_2", dict(token_id=70_000),
              lambda a: [(4464, np.int32), (np.uint16(4464), "uint32")],
              lambda a: [(70_000, np.uint32), (4464, np.uint64), (4464, np.uint16)]),
@@ -171,20 +207,27 @@ EXERCISES = [
              lambda a: [lambda T, w: torch.tril(torch.ones(T, T, dtype=torch.bool)),  # ignores the window
                         lambda T, w: np.fromfunction(lambda i, j: (j <= i) & (j >= i - w), (T, T))]),  # one too many
     Exercise("02.2", "exercise_2", dict(n_embd=384),
-             lambda a: [float(a), np.int64(a)],
-             lambda a: [4 * 384 * 384, 3 * 384 * 384 + 3 * 384]),  # no biases; c_attn alone
+             lambda a: [(float(a[0]), a[1]), [np.int64(a[0]), "no"]],
+             lambda a: [(4 * 384 * 384, False), (3 * 384 * 384 + 3 * 384, False),  # no biases; c_attn alone
+                        (a[0], True), a[0], (a[0], None)]),  # more heads, more parameters; the second unanswered
     Exercise("03.1", "exercise_1", dict(n_layer=12, n_embd=768, block_size=1024, vocab_size=50257),
-             lambda a: [float(a), np.int64(a)],
+             lambda a: [float(a), np.int64(a), a - 50257 * 768],  # all, or section 3's non-embedding count
              lambda a: [a - 1024 * 768, a + 50257 * 768]),  # without wpe; the tied head counted twice
     Exercise("03.2", "exercise_2", dict(preset="ci"),
-             lambda a: [tuple(a), SimpleNamespace(history=a)],
-             lambda a: [normal_ci_history(), a[:2]]),
+             lambda a: [replace(a, history=list(a.history)),
+                        SimpleNamespace(history=tuple(a.history), model_config=a.model_config)],
+             lambda a: [normal_ci_run(), replace(a, history=a.history[:2]),
+                        fake_run(normal_ci_history(), HOT_VAL_LOSSES, lr_times=10),  # ends above 3.0, residuals kept
+                        list(a.history)]),  # a bare history does not say which model it trained
     Exercise("03.3", "exercise_3", dict(preset="ci"),
              lambda a: [tuple(a), SimpleNamespace(history=a)],
              lambda a: [normal_ci_history(), a[:-1]]),
     Exercise("03.4", "exercise_4", dict(preset="ci"),
-             lambda a: [list(a), (SimpleNamespace(history=a[0]), tuple(a[1]))],
-             lambda a: [(a[1], a[0]), (a[0], a[0]), (normal_ci_history(), a[1][:2])]),
+             lambda a: [list(a), (replace(a[0], history=list(a[0].history)),
+                                  SimpleNamespace(history=tuple(a[1].history), model_config=a[1].model_config))],
+             lambda a: [(a[1], a[0]), (a[0], a[0]), (normal_ci_run(), replace(a[1], history=a[1].history[:2])),
+                        (normal_ci_run(), fake_run(normal_ci_history(), NO_RESIDUAL_VAL_LOSSES, residual=False)),
+                        (a[0].history, a[1].history)]),  # bare histories
     Exercise("04.1", "exercise_1", dict(step=3_000, preset="gpu"),
              lambda a: [np.float64(a), a * (1 + 1e-9)],
              lambda a: [6e-4,  # the peak
@@ -194,11 +237,16 @@ EXERCISES = [
              lambda a: [normal_ci_history(), a[:3]]),
     Exercise("04b.1", "exercise_1", dict(grad_clip=0.5),
              lambda a: [step_with_default_zero_grad, lambda m, o, s, c: a(m, o, s, c)],
-             lambda a: [step_clipping_first, step_without_unscaling]),
+             lambda a: [step_clipping_first, step_without_unscaling, step_without_updating_the_scale,
+                        step_past_the_scaler]),
     Exercise("04b.2", "exercise_2", dict(preset="gpu"),
-             lambda a: [lambda b, i, g: (2 / 3) * b / (i * g), lambda b, i, g: np.float64(2 * b) / (3 * i * g)],
-             lambda a: [lambda b, i, g: 2 * b / (i * g),  # a forward pass counted as a training one
-                        lambda b, i, g: 2 * b / (3 * i)]),  # the micro-batches forgotten
+             lambda a: [(lambda b, i, g: (2 / 3) * b / (i * g), 2 / 3, 0.0333),
+                        [lambda b, i, g: np.float64(2 * b) / (3 * i * g), 0.67, np.float64(0.033)]],
+             lambda a: [(lambda b, i, g: 2 * b / (i * g), a[1], a[2]),  # a forward pass counted as a training one
+                        (lambda b, i, g: 2 * b / (3 * i), a[1], a[2]),  # the micro-batches forgotten
+                        a[0],  # the function alone: the second question unanswered
+                        (a[0], a[2], a[1]),  # the two shares swapped
+                        (a[0], 100 * a[1], 100 * a[2])]),  # percentages, not fractions
     Exercise("05.1", "exercise_1", {},
              lambda a: [lambda h: next((r["step"] for p, r in zip(h, h[1:])
                                         if r["val_loss"] > p["val_loss"] and r["train_loss"] < p["train_loss"]), None),
@@ -325,3 +373,75 @@ def test_the_notebook_asks_its_exercises_with_the_solutions_inputs(number):
         for name in exercise.given:
             assert f"{name}=" in asked[exercise.id], f"{exercise.id} is asked without {name}"
     assert "## Summary" in "".join(cells[-1]["source"])  # each notebook ends with its summary
+
+
+def test_merges_by_hand_may_count_overlapping_pairs_or_not(capsys):
+    """In 'aaaaabcbcbc' aa occurs 4 times counted with overlaps (as slm_helpers.bpe counts) and 2
+    without (as a merge joins it), bc 3 times either way: the first merge is aa one way, bc the
+    other, and both are accepted; cb (2 either way) is not."""
+    text = "aaaaabcbcbc"
+    assert passes("01.1", [("a", "a")], text=text, merges=1) is True
+    assert passes("01.1", [("b", "c")], text=text, merges=1) is True
+    assert capsys.readouterr().out == "exercise 01.1: correct\n" * 2
+    assert passes("01.1", [("c", "b")], text=text, merges=1) is False
+    assert capsys.readouterr().out.startswith("exercise 01.1: not yet: merge 1: ('c', 'b') occurs 2 time(s)")
+
+
+@pytest.mark.parametrize("step, hint", [(step_without_updating_the_scale, "the scale should fall"),
+                                        (step_past_the_scaler, "the step must be skipped")],
+                         ids=["no scaler.update()", "optimizer.step()"])
+def test_a_step_must_skip_an_overflow_and_lower_the_scale(step, hint, capsys):
+    """Both mistakes leave the right weights while the gradients are finite (the old check took
+    both): only a step after an inf gradient shows them."""
+    assert passes("04b.1", step, grad_clip=0.5) is False
+    out = capsys.readouterr().out
+    assert out.startswith("exercise 04b.1: not yet: ") and hint in out, out
+
+
+def test_a_correct_sampler_fails_06_2_with_a_chance_below_one_in_a_hundred_million():
+    """06.2's false-rejection rate, as its check states it: the bound (Hoeffding over the sets of
+    ids) is 520 e^-25 < 1e-8; 500 simulated checks' worth of correct draws per setting (a fixed
+    seed) all pass; and at half the tolerance, where correct draws do sometimes stray, they
+    stray no more often than the same bound allows there."""
+    from slm_helpers.exercises import n06_inference as n06
+    from slm_helpers.generate import next_token_distribution
+
+    assert sum(n06.false_rejection_bounds()) == pytest.approx(520 * math.exp(-25))
+    assert sum(n06.false_rejection_bounds()) < 1e-8
+    repeats, generator, logits = 500, torch.Generator().manual_seed(0), n06.sampler_logits()
+    loose = n06.false_rejection_bounds(tolerance=n06.TOLERANCE / 2)
+    for (temperature, top_k), loose_bound in zip(n06.SETTINGS, loose):
+        expected = next_token_distribution(logits, temperature=temperature, top_k=top_k)
+        draws = torch.multinomial(expected.repeat(repeats, 1), n06.DRAWS, replacement=True, generator=generator)
+        counts = torch.zeros(repeats, expected.numel()).scatter_add_(1, draws, torch.ones(draws.shape))
+        distances = n06.total_variation(counts / n06.DRAWS, expected)
+        assert distances.max() < n06.TOLERANCE
+        assert (distances >= n06.TOLERANCE / 2).float().mean() <= loose_bound
+
+
+@requires_tokenizer
+def test_a_break_it_run_must_be_of_the_model_and_schedule_asked(capsys, tmp_path_factory, monkeypatch):
+    """03.2 and 03.4 read which model a run trained from its TrainResult and its schedule from
+    its history's learning rates and tokens. Fakes of the ci run's history (nothing more is
+    trained): runs as far off as the ones asked for, of another model or rate, are refused."""
+    monkeypatch.setenv("SLM_DATA_DIR", str(tmp_path_factory.getbasetemp() / "exercise-data"))
+    normal = normal_ci_history()
+    behind = [r["val_loss"] + 0.1 for r in normal]
+    cases = [
+        ("03.2", fake_run(normal, NO_RESIDUAL_VAL_LOSSES, residual=False), None),
+        ("03.2", fake_run(normal, HOT_VAL_LOSSES, lr_times=10), "but this run changes nothing"),  # old check: 4.74 > 3
+        ("03.2", fake_run(normal, NO_RESIDUAL_VAL_LOSSES, lr_times=10, residual=False), "learning rate is"),
+        ("03.2", fake_run(normal, NO_RESIDUAL_VAL_LOSSES, residual=False).history, "TrainResult"),
+        ("03.4", (fake_run(normal, n_head=1), fake_run(normal, behind, n_head=1, scale_attention=False)), None),
+        ("03.4", (fake_run(normal), fake_run(normal, NO_RESIDUAL_VAL_LOSSES, residual=False)),  # old check: 4.4 apart
+         "train_ci(n_head=1) changes {'n_head': 1}"),
+        ("03.4", (fake_run(normal, n_head=1), fake_run(normal, behind, n_head=1, residual=False)),
+         "but this run changes {'n_head': 1, 'residual': False}"),
+    ]
+    for exercise, answer, hint in cases:
+        verdict = passes(exercise, answer, preset="ci")
+        out = capsys.readouterr().out
+        if hint is None:
+            assert verdict is True and out == f"exercise {exercise}: correct\n", out
+        else:
+            assert verdict is False and out.startswith(f"exercise {exercise}: not yet: ") and hint in out, out

@@ -34,11 +34,13 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
     },
     "04b_precision_and_bugs": {
         "1.7": "arithmetic of the sentence itself: 1 + two thirds",
+        "2018": CITATION,
         "19,000": "the original's schedule (notes on the original run): 20,000 micro-batches less 1,000 of warmup",
         "2017": CITATION,
         "65,536": "GradScaler's documented initial scale (2**16)",
     },
     "05_loss_curves": {
+        "0.75": "the bigram table's discount, a setting of slm_helpers/evaluate.py (bigram_loss)",
         "131,072": "the original's tokens per step: 32 x 32 x 128, printed in notebook 04b",
         "32,000": "llama2.c's vocabulary, a published figure quoted with its source",
         "4.0": "an assumption, labelled as one (bytes per Llama-2 token)",
@@ -47,7 +49,7 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
         "5,000": "the gpu preset's steps, a setting of slm_helpers/presets.py, printed in notebook 04",
         "492": "the gpu-long preset's tokens, a setting of slm_helpers/presets.py, printed in notebook 04",
     },
-    "06_inference": {"512": "notebook 07's longest context, measured there",
+    "06_inference": {"512": "notebook 07's longest context, measured there", "2020": CITATION,
                      "205,000": "the ci run's 204,800 tokens, rounded (notebooks 04 and 05 print them)"},
     "07_speed": {"768": "GPT-2 small's width, a published size, for contrast",
                  "384": "the gpu preset's width: a given of exercise 1"},

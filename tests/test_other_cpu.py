@@ -1,8 +1,9 @@
-"""The switches .ci/run sets for its "another CPU" pass (tests/other_cpu/switches.env) really change
+"""The switches .ci/run sets for its "another CPU" pass (tests/other_cpu/switches.py) really change
 fp32 results on this machine: otherwise that pass would prove nothing about learners' CPUs."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-SWITCHES_FILE = Path(__file__).parent / "other_cpu" / "switches.env"
+sys.path.insert(0, str(Path(__file__).parent / "other_cpu"))
+import switches as other_cpu
 
 # Each switch, and fp32 results of the kernels it governs, as bytes that must change.
 PROBE = """
@@ -29,12 +31,14 @@ print(torch.backends.cpu.get_cpu_capability())
 for name, tensor in results.items():
     print(name, hashlib.sha256(tensor.numpy().tobytes()).hexdigest())
 """
-CHANGES = {"ATEN_CPU_CAPABILITY": ("layer_norm", "softmax"), "MKL_CBWR": ("matmul",), "ONEDNN_MAX_CPU_ISA": ("gelu",)}
+CHANGES = {"ATEN_CPU_CAPABILITY": ("softmax",), "MKL_CBWR": ("matmul",), "ONEDNN_MAX_CPU_ISA": ("gelu",)}
+SWITCHED = tuple(other_cpu.BELOW["AVX2"])  # the same names in every row
 
 
+@functools.cache
 def switches() -> dict[str, str]:
-    lines = (line.strip() for line in SWITCHES_FILE.read_text().splitlines())
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    """This machine's switches: those for its own ATen kernels, read without any switch."""
+    return other_cpu.switches(_probe(_native_env())[0])
 
 
 def _probe(env: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -44,11 +48,13 @@ def _probe(env: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 
 def _native_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in switches()}
+    return {k: v for k, v in os.environ.items() if k not in SWITCHED}
 
 
 def test_the_file_names_each_switch_this_test_checks():
-    assert set(switches()) == set(CHANGES)
+    assert all(set(row) == set(CHANGES) for row in other_cpu.BELOW.values())
+    assert other_cpu.switches("AVX512")["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert other_cpu.switches("DEFAULT") == other_cpu.switches("AVX2")
 
 
 @pytest.mark.parametrize("switch", sorted(CHANGES))
@@ -64,7 +70,7 @@ def test_each_switch_changes_an_fp32_result_here(switch):
     changed = {name for name in native if native[name] != switched[name]}
     assert set(CHANGES[switch]) <= changed, f"{switch}={switches()[switch]} changed only {sorted(changed)}"
     if switch == "ATEN_CPU_CAPABILITY":
-        assert capability == "DEFAULT" != native_capability
+        assert capability == switches()[switch].upper() != native_capability
 
 
 def test_without_a_switch_the_results_repeat():

@@ -4,7 +4,7 @@ A sampled token is the argmax of probs / q (``torch.multinomial`` draws one toke
 exponential draws from the seeded generator); a greedy token is the argmax of the logits. fp32
 results differ in their last bits between CPUs, and after 200 training steps the ci model's logits
 differed by at most 3.7e-4 between this machine's kernels and those of .ci/run's "another CPU" pass
-(tests/other_cpu/switches.env). A token flips only if the logits move by more than its margin: the
+(tests/other_cpu/switches.py). A token flips only if the logits move by more than its margin: the
 gap between the chosen and the runner-up, in logits, which two logits moving apart by 3.7e-4 each
 close by 7.4e-4 at most. Every token of every story a notebook shows must have a margin of at least
 MARGIN, ten times that, or the story in the saved output is a coin toss on another machine and must

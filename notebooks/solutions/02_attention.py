@@ -16,10 +16,10 @@ def exercise_1(window: int = 3):
     return sliding_window_mask
 
 
-def exercise_2(n_embd: int = 384) -> int:
+def exercise_2(n_embd: int = 384) -> tuple[int, bool]:
     """c_attn maps C channels to 3C (queries, keys and values of every head at once) and
     c_proj maps the heads' C channels back to C, each with a bias. The number of heads does
     not change the count: it only splits the same channels."""
     c_attn = n_embd * 3 * n_embd + 3 * n_embd
     c_proj = n_embd * n_embd + n_embd
-    return c_attn + c_proj
+    return c_attn + c_proj, False  # the heads split the same channels: no parameters of their own

@@ -41,7 +41,7 @@ def passes(exercise: str, answer, **given) -> bool:
     """Print whether ``answer`` solves ``exercise``, as :func:`check` does, and return it."""
     if exercise not in _CHECKS:
         raise SlmError(f"no exercise {exercise!r}; there are {', '.join(sorted(_CHECKS))}")
-    if answer is None:
+    if answer is None or (isinstance(answer, tuple) and answer and all(part is None for part in answer)):
         print(f"exercise {exercise}: not answered yet (a worked solution: notebooks/solutions/"
               f"{SOLUTIONS[exercise.split('.')[0]]})")
         return False

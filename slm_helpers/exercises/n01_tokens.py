@@ -2,38 +2,66 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from slm_helpers.exercises.registry import exercise
 
 
-@exercise("01.1")
-def _merges_by_hand(answer, text: str, merges: int = 3):
-    """Replays the learner's merges: each must join a most frequent pair of the text as it then
-    is (any of them, when several are equally frequent)."""
-    from collections import Counter
+def _merged(tokens: list[str], pair: tuple[str, str]) -> tuple[list[str], int]:
+    """``tokens`` with ``pair`` joined wherever it occurs, left to right as BPE replaces, and how
+    many times it was joined."""
+    joined, i, n = [], 0, 0
+    while i < len(tokens):
+        if tuple(tokens[i : i + 2]) == pair:
+            joined.append(pair[0] + pair[1])
+            i, n = i + 2, n + 1
+        else:
+            joined.append(tokens[i])
+            i += 1
+    return joined, n
 
-    answer = [tuple(pair) for pair in answer]
-    if len(answer) != merges or not all(len(pair) == 2 and all(isinstance(s, str) for s in pair) for pair in answer):
-        return False, f"give {merges} merges, each a pair of strings such as ('a', 'b')"
+
+def _pair_counts(tokens: list[str], overlapping: bool) -> Counter:
+    """How often each pair of neighbours occurs: at every position (``overlapping``, as
+    slm_helpers.bpe counts: 'aaa' holds 'aa' twice), or as many times as a merge can join it
+    ('aaa' holds it once). Only a pair of equal tokens differs."""
+    counts = Counter(zip(tokens, tokens[1:]))
+    if not overlapping:
+        for pair in [p for p in counts if p[0] == p[1]]:
+            counts[pair] = _merged(tokens, pair)[1]
+    return counts
+
+
+def _replay(merges: list[tuple[str, str]], text: str, overlapping: bool) -> tuple[int, str]:
+    """How many of ``merges`` in a row each join a most frequent pair, pairs counted one way,
+    and the hint for the first that does not ("" when all do)."""
     tokens = list(text)
-    for n, pair in enumerate(answer, 1):
-        counts = Counter(zip(tokens, tokens[1:]))
+    for n, pair in enumerate(merges):
+        counts = _pair_counts(tokens, overlapping)
         most = max(counts.values())
         if counts.get(pair, 0) != most:
             best = sorted("".join(p) for p, c in counts.items() if c == most)
-            return False, (f"merge {n}: {pair} occurs {counts.get(pair, 0)} time(s) in {tokens}, but the most frequent "
-                           f"pair occurs {most} times ({', '.join(best)})")
-        joined, i = [], 0
-        while i < len(tokens):  # left to right, as BPE replaces
-            if tuple(tokens[i : i + 2]) == pair:
-                joined.append(pair[0] + pair[1])
-                i += 2
-            else:
-                joined.append(tokens[i])
-                i += 1
-        tokens = joined
-    return True, ""
+            return n, (f"merge {n + 1}: {pair} occurs {counts.get(pair, 0)} time(s) in {tokens} (pairs counted "
+                       f"{'with' if overlapping else 'without'} overlaps), but the most frequent pair occurs {most} "
+                       f"times ({', '.join(best)})")
+        tokens = _merged(tokens, pair)[0]
+    return len(merges), ""
+
+
+@exercise("01.1")
+def _merges_by_hand(answer, text: str, merges: int = 3):
+    """Replays the learner's merges: each must join a most frequent pair of the text as it then
+    is (any of them, when several are equally frequent). Pairs may be counted with overlaps
+    ('aaa' holds 'aa' twice, as slm_helpers.bpe counts) or without (once, as a merge joins it),
+    one way for every merge."""
+    answer = [tuple(pair) for pair in answer]
+    if len(answer) != merges or not all(len(pair) == 2 and all(isinstance(s, str) for s in pair) for pair in answer):
+        return False, f"give {merges} merges, each a pair of strings such as ('a', 'b')"
+    replays = [_replay(answer, text, overlapping) for overlapping in (True, False)]
+    right, hint = max(replays, key=lambda replay: replay[0])  # the counting the answer kept to longest
+    return right == merges, hint
 
 
 @exercise("01.2")

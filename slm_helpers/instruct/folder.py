@@ -101,8 +101,8 @@ def prepare_requests(source: str | os.PathLike, out_dir: str | os.PathLike, *, t
         said = f"records: the first {train_records:,} and {validation_records:,} of {INSTRUCT_HUB} (its own requests)"
     else:
         records = _story_records(str(source), counts, seed, window_words, log)
-        said = (f"records: made from the stories of {str(source)!r} (Words from each story's beginning, Dialogue from "
-                "its quotation marks)")
+        said = (f"records: made from the stories of {str(source)!r} (Words from each story's first {window_words} "
+                "words, Dialogue from its quotation marks)")
     log(said)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in records.items():

@@ -157,7 +157,8 @@ def _loop(run: Run, stop_at_step: int | None, progress: bool) -> TrainResult:
     tokens_per_second = steps_run * run.tokens_per_step / elapsed if steps_run else float("nan")
     # Interrupted, the run is where its checkpoint is: that is where a resume continues.
     step = run.saved_step if interrupted and run.saved_step is not None else run.step
-    return TrainResult(run.folder.path, run.history, step, tokens_per_second, interrupted, steps_run)
+    return TrainResult(run.folder.path, run.history, step, tokens_per_second, interrupted, steps_run,
+                       model_config=run.gpt.config)
 
 
 # ----------------------------------------------------------------------------- starting a run

@@ -21,7 +21,7 @@ from slm_helpers.device import (
 )
 from slm_helpers.errors import SlmError
 from slm_helpers.evaluate import SAMPLE_PROMPT, batches_of, estimate_loss, sample_text
-from slm_helpers.model import GPT
+from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig, make_optimizer, make_scheduler, optimizer_step
 from slm_helpers.processes import RNGState
 
@@ -63,6 +63,7 @@ class TrainResult:
     tokens_per_second: float = field(default=float("nan"))
     interrupted: bool = False
     steps_run: int = 0  # optimizer steps taken by this call (0: the run was already finished)
+    model_config: GPTConfig | None = None  # the model it trained: what a break-it exercise's check reads
 
     @property
     def best_val_loss(self) -> float:

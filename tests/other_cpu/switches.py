@@ -1,0 +1,36 @@
+"""What .ci/run's second pass sets so that torch's fp32 kernels compute as on another kind of CPU:
+the last bits of fp32 results change, as they do between AVX2, AVX-512 and Apple silicon machines.
+tests/test_other_cpu.py shows that each switch changes a result on the machine it runs on.
+
+The other CPU is the class below this one: on an AVX-512 machine, ATen's and oneDNN's AVX2
+kernels (the commonest learner's laptop; faster than the unvectorized ones); on an AVX2 machine
+(or any other), ATen without vector instructions and oneDNN at SSE4.1. MKL's matrix products
+take its compatible path on both.
+
+    python tests/other_cpu/switches.py     # prints the switches as NAME=value lines, for .ci/run
+"""
+
+from __future__ import annotations
+
+# ATEN_CPU_CAPABILITY: ATen's own kernels (softmax, exp, sums, the optimizer's element-wise updates);
+# MKL_CBWR: MKL's matrix products, on the code path of the named instruction set;
+# ONEDNN_MAX_CPU_ISA: oneDNN's kernels (GELU among them), limited to the named instruction set.
+BELOW = {
+    # MKL_CBWR=AVX2 would change nothing on an AMD CPU (MKL runs its AVX2 path there already): only
+    # COMPATIBLE changes its products everywhere.
+    "AVX512": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "AVX2": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+
+
+def switches(native_capability: str) -> dict[str, str]:
+    """The switches for a machine whose ATen kernels are ``native_capability``
+    (``torch.backends.cpu.get_cpu_capability()`` without the switches: AVX512, AVX2, DEFAULT, ...)."""
+    return BELOW.get(native_capability, BELOW["AVX2"])
+
+
+if __name__ == "__main__":
+    import torch
+
+    for name, value in switches(torch.backends.cpu.get_cpu_capability()).items():
+        print(f"{name}={value}")
