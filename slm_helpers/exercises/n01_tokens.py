@@ -6,31 +6,18 @@ from collections import Counter
 
 import numpy as np
 
+from slm_helpers.bpe import merge, pair_counts
 from slm_helpers.exercises.registry import exercise
-
-
-def _merged(tokens: list[str], pair: tuple[str, str]) -> tuple[list[str], int]:
-    """``tokens`` with ``pair`` joined wherever it occurs, left to right as BPE replaces, and how
-    many times it was joined."""
-    joined, i, n = [], 0, 0
-    while i < len(tokens):
-        if tuple(tokens[i : i + 2]) == pair:
-            joined.append(pair[0] + pair[1])
-            i, n = i + 2, n + 1
-        else:
-            joined.append(tokens[i])
-            i += 1
-    return joined, n
 
 
 def _pair_counts(tokens: list[str], overlapping: bool) -> Counter:
     """How often each pair of neighbours occurs: at every position (``overlapping``, as
     slm_helpers.bpe counts: 'aaa' holds 'aa' twice), or as many times as a merge can join it
     ('aaa' holds it once). Only a pair of equal tokens differs."""
-    counts = Counter(zip(tokens, tokens[1:]))
+    counts = pair_counts(tokens)
     if not overlapping:
         for pair in [p for p in counts if p[0] == p[1]]:
-            counts[pair] = _merged(tokens, pair)[1]
+            counts[pair] = len(tokens) - len(merge(tokens, pair, pair[0] + pair[1]))  # one fewer token per join
     return counts
 
 
@@ -46,7 +33,7 @@ def _replay(merges: list[tuple[str, str]], text: str, overlapping: bool) -> tupl
             return n, (f"merge {n + 1}: {pair} occurs {counts.get(pair, 0)} time(s) in {tokens} (pairs counted "
                        f"{'with' if overlapping else 'without'} overlaps), but the most frequent pair occurs {most} "
                        f"times ({', '.join(best)})")
-        tokens = _merged(tokens, pair)[0]
+        tokens = merge(tokens, pair, pair[0] + pair[1])  # left to right, as BPE replaces
     return len(merges), ""
 
 
