@@ -49,7 +49,8 @@ MAKE_IT = "notebook 04 or `python -m slm_helpers.train` writes it"
 # (batch size, evaluation, dropout, device, precision...) may change, and is said when it does.
 SHAPE_SETTINGS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "tokenizer", "position", "norm",
                   "mlp", "qk_norm", "tie_head")
-SCHEDULE_SETTINGS = ("max_steps", "warmup_steps", "learning_rate", "min_lr", "optimizer", "muon_lr")
+SCHEDULE_SETTINGS = ("max_steps", "warmup_steps", "learning_rate", "min_lr", "optimizer", "muon_lr", "embedding_lr",
+                     "head_lr", "schedule", "decay_fraction")
 
 
 class RunExistsError(CheckpointError):

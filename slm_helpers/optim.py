@@ -1,7 +1,8 @@
 """How the weights move: the training settings, AdamW, the learning-rate schedule, and the
 optimizer step (notebook 04, sections 1-4).
 
-The schedule is linear warmup then cosine decay to ``min_lr``, counted in optimizer steps;
+The schedule is linear warmup then cosine decay to ``min_lr`` (or, for notebook 09's modern recipe,
+warmup, a constant peak and a linear decay over the last steps: "wsd"), counted in optimizer steps;
 the step is unscale, clip, step, in that order. Two of the original run's four bugs lived
 here: a learning-rate floor above the peak (bug 1, refused by :class:`TrainConfig`) and
 clipping before unscaling (bug 2, see :func:`optimizer_step`).
@@ -18,6 +19,7 @@ from slm_helpers.device import DEVICE_PATTERN, DTYPES
 from slm_helpers.errors import SlmError, check_int, check_number
 
 OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,14 @@ class TrainConfig:
     optimizer: str = "adamw"
     muon_lr: float = 0.02  # peak of Muon's matrices: warmed up alike, then cosine down to the same min_lr
     muon_momentum: float = 0.95
+    # AdamW's peaks for the token embedding and an untied output head; None: learning_rate. A row of
+    # the embedding moves only when its token occurs, so it can take a far larger rate (notebook 09).
+    embedding_lr: float | None = None
+    head_lr: float | None = None
+    # "cosine": warmup, then cosine down to min_lr. "wsd" (warmup, stable, decay): warmup, the peak held,
+    # then a straight line down to min_lr over the last decay_fraction of the steps (notebook 09).
+    schedule: str = "cosine"
+    decay_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_interval", "eval_batches"):
@@ -74,8 +84,23 @@ class TrainConfig:
         momentum = self.muon_momentum
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
             raise SlmError(f"muon_momentum must be a number in [0, 1), such as 0.95, not {momentum!r}")
+        for name in ("embedding_lr", "head_lr"):
+            rate = getattr(self, name)
+            if rate is not None and check_number(name, rate, hint=" (or None: learning_rate)") <= self.min_lr:
+                raise SlmError(f"{name}={rate} must be above min_lr={self.min_lr}, or None (learning_rate)")
+        if self.schedule not in SCHEDULES:
+            raise SlmError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, not {self.schedule!r}")
+        check_number("decay_fraction", self.decay_fraction)
+        if self.schedule == "wsd" and not (0 < self.decay_fraction <= 1
+                                           and self.warmup_steps <= self.max_steps - self.decay_steps()):
+            raise SlmError(f"decay_fraction must be in (0, 1] and leave the warmup ({self.warmup_steps} steps) "
+                           f"before the decay starts, not {self.decay_fraction}")
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise SlmError(f"dtype must be 'auto', {', '.join(map(repr, DTYPES))}, not {self.dtype!r}")
+
+    def decay_steps(self) -> int:
+        """The wsd schedule's last steps, over which the rate falls linearly to min_lr."""
+        return round(self.decay_fraction * self.max_steps)
 
     def tokens_per_step(self, block_size: int, world_size: int = 1) -> int:
         return self.batch_size * block_size * self.grad_accum_steps * world_size
@@ -84,39 +109,75 @@ class TrainConfig:
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices (linear weights, embeddings) only: decaying biases
     and LayerNorm gains towards zero only hurts. With ``config.optimizer == "muon"``, the
-    blocks' matrices step with Muon instead (:mod:`slm_helpers.muon`)."""
+    blocks' matrices step with Muon instead (:mod:`slm_helpers.muon`). ``embedding_lr`` and
+    ``head_lr``, when set, give the token embedding and an untied head AdamW groups of their own,
+    after the others (so a run without them keeps its groups, and its checkpoints resume)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    own = own_rate_groups(model, named, config)
+    taken = {id(p) for group in own for p in group["params"]}
     if config.optimizer == "muon":
         from slm_helpers.muon import MuonWithAdamW
 
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         in_blocks = {id(p) for n, p in named if p.dim() == 2 and ".h." in f".{n}"}
         rest = [p for _, p in named if id(p) not in in_blocks]
         groups = [
             {"params": [p for _, p in named if id(p) in in_blocks], "muon": True, "lr": config.muon_lr},
-            {"params": [p for p in rest if p.dim() >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in rest if p.dim() >= 2 and id(p) not in taken], "weight_decay": config.weight_decay},
             {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
         ]
-        return MuonWithAdamW(groups, lr=config.learning_rate, betas=config.betas, eps=config.eps,
+        return MuonWithAdamW(groups + own, lr=config.learning_rate, betas=config.betas, eps=config.eps,
                              momentum=config.muon_momentum)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for _, p in named]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() >= 2 and id(p) not in taken], "weight_decay": config.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, eps=config.eps)
+    return torch.optim.AdamW(groups + own, lr=config.learning_rate, betas=config.betas, eps=config.eps)
+
+
+def own_rate_groups(model: torch.nn.Module, named: list, config: TrainConfig) -> list[dict]:
+    """The token embedding's and the untied head's AdamW groups, for those whose rate the config
+    sets. A head tied to the embedding has no weight of its own to give a rate: refused."""
+    by_name = {n.removeprefix("_orig_mod."): p for n, p in named}
+    groups = []
+    for rate, name, what in ((config.embedding_lr, "transformer.wte.weight", "embedding_lr"),
+                             (config.head_lr, "lm_head.weight", "head_lr")):
+        if rate is None:
+            continue
+        if name not in by_name:
+            raise SlmError(f"{what}={rate} needs the model's own {name.split('.')[-2]} weight (a head tied to the "
+                           "embedding has none: set tie_head=False, or leave it None)")
+        groups.append({"params": [by_name[name]], "lr": rate, "weight_decay": config.weight_decay})
+    return groups
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warmup from ~0 to the peak over ``warmup_steps``, then cosine down to ``min_lr``
-    at ``max_steps``; stepped once per optimizer step."""
-    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+    at ``max_steps``; stepped once per optimizer step. With ``schedule="wsd"``, the peak is held
+    after the warmup and falls in a straight line over the last ``decay_fraction`` of the steps,
+    each group to its own peak x ``min_lr / learning_rate``."""
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 
+    if config.schedule == "wsd":
+        return LambdaLR(optimizer, lambda step: wsd_factor(step, config))
     cosine = CosineAnnealingLR(optimizer, T_max=config.max_steps - config.warmup_steps, eta_min=config.min_lr)
     if config.warmup_steps == 0:
         return cosine
     warmup = LinearLR(optimizer, start_factor=1.0 / config.warmup_steps, end_factor=1.0,
                       total_iters=config.warmup_steps)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[config.warmup_steps])
+
+
+def wsd_factor(step: int, config: TrainConfig) -> float:
+    """The wsd schedule at ``step``, as a fraction of each group's peak: the warmup's line (as
+    the cosine schedule's), 1 while stable, then down to ``min_lr / learning_rate`` at ``max_steps``."""
+    warmup, start = config.warmup_steps, config.max_steps - config.decay_steps()
+    if step < warmup:
+        return 1.0 / warmup + (1 - 1.0 / warmup) * step / warmup
+    if step < start:
+        return 1.0
+    floor = config.min_lr / config.learning_rate
+    return 1.0 - (1.0 - floor) * min(1.0, (step - start) / (config.max_steps - start))
 
 
 def learning_rates(config: TrainConfig, steps: int | None = None) -> list[float]:

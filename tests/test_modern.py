@@ -175,6 +175,22 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
+def test_embedding_and_head_rates_give_them_groups_of_their_own():
+    model = GPT(MODERN)
+    config = TrainConfig(optimizer="muon", embedding_lr=0.3, head_lr=0.008, weight_decay=0.0)
+    optimizer = make_optimizer(model, config)
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon, matrices, vectors, embedding, head = optimizer.param_groups  # the new groups come last
+    assert matrices["params"] == [] and muon["muon"] and not vectors["params"][0].dim() == 2
+    assert [names[id(p)] for p in embedding["params"]] == ["transformer.wte.weight"] and embedding["lr"] == 0.3
+    assert [names[id(p)] for p in head["params"]] == ["lm_head.weight"] and head["lr"] == 0.008
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    adamw = make_optimizer(GPT(BASE), TrainConfig(embedding_lr=0.3))  # AdamW alone takes them too
+    assert adamw.param_groups[-1]["lr"] == 0.3 and len(adamw.param_groups[-1]["params"]) == 1
+    with pytest.raises(ValueError, match="head_lr=0.008 needs the model's own lm_head weight"):
+        make_optimizer(GPT(BASE), TrainConfig(head_lr=0.008))  # tied: the head is the embedding
+
+
 # ----------------------------------------------------------------------------- training with them
 
 
@@ -182,7 +198,7 @@ def _modern_run(dataset, out_dir, **kwargs):
     from test_train import TINY_MODEL, tiny_train_config
 
     model = replace(TINY_MODEL, position="rotary", norm="rmsnorm", mlp="swiglu", qk_norm=True, tie_head=False)
-    config = tiny_train_config(optimizer="muon", muon_lr=0.02)
+    config = tiny_train_config(optimizer="muon", muon_lr=0.02, embedding_lr=0.05, head_lr=0.01, schedule="wsd")
     return train(model_config=model, train_config=config, data_dir=dataset.path, out_dir=out_dir, progress=False,
                  log=lambda *a, **k: None, **kwargs)
 
@@ -204,7 +220,7 @@ def test_a_checkpoint_from_before_the_switches_resumes(small_compact_dataset, tm
     checkpoint = load_checkpoint(path)
     for key in ("position", "norm", "mlp", "qk_norm", "tie_head"):
         del checkpoint["model_config"][key]
-    for key in ("optimizer", "muon_lr", "muon_momentum"):
+    for key in ("optimizer", "muon_lr", "muon_momentum", "embedding_lr", "head_lr", "schedule", "decay_fraction"):
         del checkpoint["train_config"][key]
     torch.save(checkpoint, path)
     assert run_tiny(small_compact_dataset, tmp_path / "old", resume=True).history == full

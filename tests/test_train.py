@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 import math
 import os
 import shutil
@@ -52,6 +53,21 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert max(lrs) == pytest.approx(1e-3) and min(lrs[100:]) >= 1e-4
     assert lrs[-1] == pytest.approx(1e-4, rel=0.01)  # reaches the floor at max_steps
     assert lrs[550] == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4), rel=0.01)  # cosine: half-way at the middle
+
+
+def test_wsd_schedule_holds_the_peak_then_falls_in_a_line_to_the_floor():
+    config = TrainConfig(max_steps=1000, warmup_steps=100, learning_rate=1e-3, min_lr=1e-4, schedule="wsd",
+                         decay_fraction=0.2)
+    lrs = learning_rates(config, 1001)
+    assert lrs[:101] == pytest.approx(learning_rates(replace(config, schedule="cosine"), 101))  # the same warmup
+    assert lrs[100:801] == pytest.approx([1e-3] * 701)  # stable: the peak, up to the last 200 steps
+    assert lrs[900] == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4))  # a straight line: half-way at the middle
+    assert all(a > b for a, b in zip(lrs[800:1000], lrs[801:1001]))
+    assert lrs[1000] == pytest.approx(1e-4)  # the floor at max_steps
+    with pytest.raises(ValueError, match="decay_fraction must be in"):
+        TrainConfig(max_steps=100, warmup_steps=50, schedule="wsd", decay_fraction=0.6)
+    with pytest.raises(ValueError, match="schedule must be one of 'cosine', 'wsd'"):
+        TrainConfig(schedule="linear")
 
 
 def test_a_floor_above_the_peak_is_refused():
