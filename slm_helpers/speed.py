@@ -155,11 +155,12 @@ def loss_against_time(model_config: GPTConfig, train_config: TrainConfig, data_d
     step = TrainingStep(model_config, train_config, data_dir, dtype)
     warmup = max(train_config.warmup_steps, 1)
     history = [{"seconds": 0.0, "step": 0, "val_loss": step.validation_loss()}]
+    peaks = [group["lr"] for group in step.optimizer.param_groups]  # each group's own (Muon's, the embedding's)
     trained, steps = 0.0, 0
     for evaluation in range(1, evaluations + 1):
         while trained < seconds * evaluation / evaluations:
-            for group in step.optimizer.param_groups:
-                group["lr"] = train_config.learning_rate * min(1.0, (steps + 1) / warmup)
+            for group, peak in zip(step.optimizer.param_groups, peaks):
+                group["lr"] = peak * min(1.0, (steps + 1) / warmup)
             start = time.perf_counter()
             loss = step()
             trained += time.perf_counter() - start
