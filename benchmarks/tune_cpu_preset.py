@@ -64,9 +64,9 @@ CANDIDATES = [
 
 def configs(c: dict, data: TokenDataset, steps: int = 1000) -> tuple[GPTConfig, TrainConfig]:
     model = GPTConfig(**c["model"], vocab_size=data.vocab_size, tokenizer=data.tokenizer.name)
-    settings = dict(c["train"], max_steps=steps, warmup_steps=max(1, steps // 20),
+    settings = dict({"weight_decay": 0.1, **c["train"]}, max_steps=steps, warmup_steps=max(1, steps // 20),
                     eval_interval=max(1, steps // EVALUATIONS), eval_batches=EVAL_BATCHES, device="cpu",
-                    dtype="float32", weight_decay=0.1)
+                    dtype="float32")  # weight decay 0.1 unless the candidate sets its own
     return model, TrainConfig(**settings)
 
 

@@ -23,7 +23,8 @@ an untied head, Muon), then sizes and learning rates for the whole recipe. The d
     python benchmarks/tune_modern_preset.py --table
 
 The rows of a phase are timed in turn (alternately), so the machine's pace falls on all alike.
-Rows added on a later day are timed beside one already trained and their timings scaled to its
+Rows whose steps do the same work as ``+ muon`` (other rates or schedules) take its recorded
+timing (``--phase time --same-as "+ muon" --only ...``). Other rows added on a later day are timed beside one already trained and their timings scaled to its
 recorded one (``--phase time --relative-to "+ muon" --only ...``), so that every row's steps
 come from the same day's pace. (In the results file, two such rows that do the same work per
 step as ``+ muon``, without QK-norm and with another Muon rate, took its timing outright.)
@@ -52,10 +53,12 @@ MUON = dict(optimizer="muon")
 def row(name: str, data: str, model: dict, lr: float = 6e-3, batch: int = 32, ablation: bool = False,
         **train: float | str) -> dict:
     return dict(name=name, data=data, ablation=ablation, model={**CPU, **model},
-                train=dict(batch_size=batch, grad_accum_steps=1, learning_rate=lr, min_lr=lr / 10, **train))
+                train={**dict(batch_size=batch, grad_accum_steps=1, learning_rate=lr, min_lr=lr / 10), **train})
 
 
 MODERN = {**ROTARY, **NORM_MLP, **QK, **UNTIED}
+# nanochat's AdamW half: the embedding and the untied head at rates of their own, no weight decay, beta1 0.8
+RATES = dict(embedding_lr=0.3, head_lr=0.008, weight_decay=0.0, betas=(0.8, 0.95))
 CANDIDATES = [
     # the ablation: one piece at a time, in this order
     row("cpu preset (compact 8192)", "dev-compact8192", {}, ablation=True),
@@ -77,6 +80,9 @@ CANDIDATES = [
     row("all, 6x192", "dev-bpe4096", {**MODERN, "n_layer": 6, "n_embd": 192, "n_head": 6}, **MUON),
     row("all, 4x192", "dev-bpe4096", {**MODERN, "n_embd": 192, "n_head": 6}, **MUON),
     row("all, 6x128", "dev-bpe4096", {**MODERN, "n_layer": 6}, **MUON),
+    # the AdamW half's rates, then the schedule: the modern preset is the last row
+    row("all, nanochat's rates", "dev-bpe4096", MODERN, **MUON, **RATES),
+    row("all, rates, wsd 40%", "dev-bpe4096", MODERN, **MUON, **RATES, schedule="wsd", decay_fraction=0.4, min_lr=0.0),
 ]
 
 
@@ -91,6 +97,9 @@ def main() -> None:
     parser.add_argument("--relative-to", default=None, metavar="NAME",
                         help="with --phase time: time the row NAME beside the others and scale their timings by "
                              "NAME's recorded one over NAME's now (a machine slower or busier than on NAME's day)")
+    parser.add_argument("--same-as", default=None, metavar="NAME",
+                        help="with --phase time: copy the recorded timing of the row NAME, whose steps do the same "
+                             "work (the same model and batch, other rates or schedule)")
     parser.add_argument("--table", action="store_true", help="print the table of the results so far")
     args = parser.parse_args()
     path = Path(args.results)
@@ -105,8 +114,16 @@ def main() -> None:
         reference = next(c for c in CANDIDATES if c["name"] == args.relative_to)
         chosen = [c for c in chosen if c is not reference]  # its recorded timing stays
     timed = chosen + [reference] * (reference is not None)
-    timings = time_candidates([(c, TokenDataset.open(Path(args.data_root) / c["data"])) for c in timed]) \
-        if args.phase == "time" else {}
+    if args.same_as is not None and args.phase == "time":
+        saved = results.get(args.same_as, {})
+        if "seconds_per_step" not in saved:
+            raise SystemExit(f"error: --same-as needs a row timed before, not {args.same_as!r}")
+        copied = {key: saved[key] for key in ("seconds_per_step", "seconds_per_evaluation")}
+        timings = {c["name"]: {**copied, "timing": f"the same work a step as {args.same_as!r}: its timing"}
+                   for c in chosen}
+    else:
+        timings = time_candidates([(c, TokenDataset.open(Path(args.data_root) / c["data"])) for c in timed]) \
+            if args.phase == "time" else {}
     for c in chosen if args.phase else []:
         data = TokenDataset.open(Path(args.data_root) / c["data"])
         if not data.info.source_options.get("development"):
