@@ -24,7 +24,8 @@ an untied head, Muon), then sizes and learning rates for the whole recipe. The d
 
 The rows of a phase are timed in turn (alternately), so the machine's pace falls on all alike.
 Rows whose steps do the same work as ``+ muon`` (other rates or schedules) take its recorded
-timing (``--phase time --same-as "+ muon" --only ...``). Other rows added on a later day are timed beside one already trained and their timings scaled to its
+timing (``--phase time --same-as "+ muon" --only ...``). Other rows added on a later day are
+timed beside one already trained and their timings scaled to its
 recorded one (``--phase time --relative-to "+ muon" --only ...``), so that every row's steps
 come from the same day's pace. (In the results file, two such rows that do the same work per
 step as ``+ muon``, without QK-norm and with another Muon rate, took its timing outright.)

@@ -121,6 +121,11 @@ LAPTOP_REQUESTS = dict(train_records=10_000, validation_records=200, window_word
 
 # The modern recipe's model switches (slm_helpers.modern), all on: notebook 09 adds them one at a time.
 MODERN_PIECES = dict(position="rotary", norm="rmsnorm", mlp="relu2", qk_norm=True, tie_head=False)
+# ... and its training switches: Muon for the blocks' matrices; nanochat's AdamW half (the embedding and
+# the untied head at rates of their own, no weight decay, beta1 0.8); the peak held, then a straight
+# line down over the last 40% of the steps.
+MODERN_TRAINING = dict(optimizer="muon", muon_lr=0.02, embedding_lr=0.3, head_lr=0.008, weight_decay=0.0,
+                       betas=(0.8, 0.95), schedule="wsd", decay_fraction=0.4)
 
 PRESETS: dict[str, Preset] = {
     # The built-in stories use 642 of GPT-2's ids: a compact vocabulary of 658 (those, the 15 more
@@ -172,7 +177,8 @@ PRESETS: dict[str, Preset] = {
     # The cpu preset's model size and rates with the modern pieces, each kept for what it did on a
     # development split of real TinyStories, never on validation (benchmarks/tune_modern_preset.py: each
     # piece added in turn, 300 s of fp32 training on 2 CPU cores; its table in
-    # notebooks/results/modern-preset-tuning.json; the rates and schedule as its "rates" rows say). A tokenizer of 4,096 ids learned from the stories
+    # notebooks/results/modern-preset-tuning.json, whose last rows chose MODERN_TRAINING's rates and
+    # schedule). A tokenizer of 4,096 ids learned from the stories
     # writes them in about as many tokens as the compact vocabulary's 8,192 with half the head, so a step
     # is cheaper; rotary and Muon make each step count for more. 1,700 steps fit 15 minutes at the 0.51 s
     # a step (evaluations aside) measured over a whole run of benchmarks/time_to_quality.py, which compares
@@ -191,10 +197,7 @@ PRESETS: dict[str, Preset] = {
         model=GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0, **MODERN_PIECES),
         train=TrainConfig(
             batch_size=32, grad_accum_steps=1, max_steps=1_700, warmup_steps=85, learning_rate=6e-3, min_lr=0.0,
-            eval_interval=170, eval_batches=10, optimizer="muon", muon_lr=0.02,
-            # nanochat's AdamW half: the embedding and the head at their own rates, no decay, beta1 0.8;
-            # the peak held, then a straight line to 0 over the last 40% of the steps
-            embedding_lr=0.3, head_lr=0.008, weight_decay=0.0, betas=(0.8, 0.95), schedule="wsd", decay_fraction=0.4,
+            eval_interval=170, eval_batches=10, **MODERN_TRAINING,
         ),
         finetune=LAPTOP_FINETUNE,
         requests=LAPTOP_REQUESTS,

@@ -1,5 +1,4 @@
 import json
-from dataclasses import replace
 import math
 import os
 import shutil
@@ -7,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
