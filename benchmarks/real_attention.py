@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from slm_helpers.about import open_model
+from slm_helpers.errors import SlmError
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENING = "Once upon a time, there was a little girl named Lily. She"  # notebook 06's
@@ -37,15 +38,19 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True, help="a weights file of a run on real stories")
     parser.add_argument("--out", default=str(ROOT / "notebooks" / "results" / "cpu-preset-attention.json"))
     args = parser.parse_args()
-    model, tokenizer, about = open_model(args.checkpoint)
-    opening = tokenizer.encode_ordinary(OPENING)
+    try:
+        model, tokenizer, about = open_model(args.checkpoint)
+        opening = tokenizer.encode_ordinary(OPENING)
+    except SlmError as error:  # a missing or damaged file, a tokenizer it cannot build: one line
+        raise SystemExit(f"error: {error}") from None
     blocks = []
     for layer in range(model.config.n_layer):
         weights = model.attention_weights(torch.tensor([opening]), layer=layer)
         blocks.append(dict(block=layer, largest_weight_per_row=round(focus(weights), 4),
                            weights=weights.numpy().round(3).tolist()))
     even = (1 / torch.arange(5, len(opening) + 1).float()).mean().item()
-    result = dict(command=f"python benchmarks/real_attention.py {shlex.join(sys.argv[1:])}", model=asdict(about),
+    facts = {k: v for k, v in asdict(about).items() if k != "source"}  # not this machine's path to the data
+    result = dict(command=f"python benchmarks/real_attention.py {shlex.join(sys.argv[1:])}", model=facts,
                   opening=OPENING, tokens=[tokenizer.decode([i]) for i in opening], even_spread=round(even, 4),
                   blocks=blocks)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
