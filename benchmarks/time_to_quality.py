@@ -49,7 +49,7 @@ from slm_helpers.device import cpu_has_native_bf16
 from slm_helpers.evaluate import stories_bits_per_byte
 from slm_helpers.generate import write_story
 from slm_helpers.presets import get_preset
-from slm_helpers.speed import step_and_evaluation_seconds, steps_that_fit
+from slm_helpers.speed import fitted, step_and_evaluation_seconds, steps_that_fit
 from slm_helpers.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,7 @@ def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: lis
     the machine was during the run; the clock's figure is kept beside them."""
     per_step, per_eval = timed["seconds_per_step"], timed["seconds_per_evaluation"]
     steps = steps_that_fit(seconds, timed, EVALUATIONS)
-    config = replace(preset.train, max_steps=steps, warmup_steps=max(1, steps // 20),
-                     eval_interval=max(1, steps // EVALUATIONS), device="cpu", dtype=dtype)
+    config = fitted(preset.train, steps, EVALUATIONS, device="cpu", dtype=dtype)
     print(f"{preset.name} ({dtype}): {per_step:.3f} s a step and {per_eval:.1f} s an evaluation here, so "
           f"{steps:,} steps in {seconds:.0f} s", flush=True)
     start = time.perf_counter()

@@ -35,7 +35,7 @@ from slm_helpers.data import TokenDataset
 from slm_helpers.evaluate import bits_per_byte, split_loss
 from slm_helpers.model import GPT, GPTConfig
 from slm_helpers.optim import TrainConfig
-from slm_helpers.speed import projected_seconds, step_and_evaluation_seconds, steps_that_fit
+from slm_helpers.speed import fitted, projected_seconds, step_and_evaluation_seconds, steps_that_fit
 from slm_helpers.train import train
 
 EVALUATIONS = 10  # evaluations in a run (besides the one at step 0)
@@ -64,10 +64,8 @@ CANDIDATES = [
 
 def configs(c: dict, data: TokenDataset, steps: int = 1000) -> tuple[GPTConfig, TrainConfig]:
     model = GPTConfig(**c["model"], vocab_size=data.vocab_size, tokenizer=data.tokenizer.name)
-    settings = dict({"weight_decay": 0.1, **c["train"]}, max_steps=steps, warmup_steps=max(1, steps // 20),
-                    eval_interval=max(1, steps // EVALUATIONS), eval_batches=EVAL_BATCHES, device="cpu",
-                    dtype="float32")  # weight decay 0.1 unless the candidate sets its own
-    return model, TrainConfig(**settings)
+    chosen = TrainConfig(**{"weight_decay": 0.1, **c["train"]})  # weight decay 0.1 unless the candidate sets its own
+    return model, fitted(chosen, steps, EVALUATIONS, eval_batches=EVAL_BATCHES, device="cpu", dtype="float32")
 
 
 def time_candidates(candidates: list[tuple[dict, TokenDataset]]) -> dict[str, dict]:

@@ -22,6 +22,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -144,6 +145,13 @@ def steps_that_fit(seconds: float, timing: dict[str, float], evaluations: int) -
     """The most steps whose :func:`projected_seconds` fit ``seconds``: at least 10."""
     spent = projected_seconds(0, timing, evaluations)
     return max(10, int((seconds - spent) / timing["seconds_per_step"]))
+
+
+def fitted(config: TrainConfig, steps: int, evaluations: int, **changes) -> TrainConfig:
+    """``config`` for a run of ``steps`` (as :func:`steps_that_fit` gives them): the schedule
+    fitted to them (a twentieth of warmup) and ``evaluations`` evaluations evenly spaced."""
+    return replace(config, max_steps=steps, warmup_steps=max(1, steps // 20),
+                   eval_interval=max(1, steps // evaluations), **changes)
 
 
 def loss_against_time(model_config: GPTConfig, train_config: TrainConfig, data_dir: str | Path, seconds: float,
