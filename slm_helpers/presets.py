@@ -180,9 +180,10 @@ PRESETS: dict[str, Preset] = {
     # notebooks/results/modern-preset-tuning.json, whose last rows chose MODERN_TRAINING's rates and
     # schedule). A tokenizer of 4,096 ids learned from the stories
     # writes them in about as many tokens as the compact vocabulary's 8,192 with half the head, so a step
-    # is cheaper; rotary and Muon make each step count for more. 1,700 steps fit 15 minutes at the 0.51 s
-    # a step (evaluations aside) measured over a whole run of benchmarks/time_to_quality.py, which compares
-    # it with the cpu preset (notebooks/results/modern-preset-time-to-quality.json).
+    # is cheaper; rotary, Muon and the rates make each step count for more. 1,700 steps fit 15 minutes at
+    # the 0.51 s a step first measured on a 2-core AVX-512 machine; benchmarks/time_to_quality.py, which
+    # compares it with the cpu preset, fitted 2,092 on a 2-core AVX2 one
+    # (notebooks/results/modern-preset-time-to-quality.json).
     "modern": Preset(
         name="modern",
         description="about 15 minutes on a 2-core laptop, the modern recipe: 35,000 TinyStories with a tokenizer of "
