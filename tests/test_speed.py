@@ -14,6 +14,7 @@ from slm_helpers.presets import get_preset
 from slm_helpers.speed import (
     PARTS,
     TrainingStep,
+    fitted,
     flops_per_token,
     generation_speeds,
     loss_against_time,
@@ -111,8 +112,34 @@ def test_loss_against_time_trains_for_the_seconds_given(small_dataset):
     curve = loss_against_time(preset.model, replace(preset.train, warmup_steps=2), small_dataset.path, seconds=2.0,
                               evaluations=2)
     assert [r["seconds"] >= s for r, s in zip(curve, (0.0, 1.0, 2.0))] == [True] * 3 and len(curve) == 3
-    assert curve[0]["step"] == 0 < curve[1]["step"] < curve[2]["step"]
+    # A step longer than a window (a busy machine) leaves the next window nothing to train: never fewer.
+    assert curve[0]["step"] == 0 < curve[1]["step"] <= curve[2]["step"]
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
+
+
+@requires_tokenizer
+def test_loss_against_time_warms_each_group_up_to_its_own_peak(small_dataset, monkeypatch):
+    from slm_helpers import speed
+
+    made = []
+
+    class Recorded(speed.TrainingStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(speed, "TrainingStep", Recorded)
+    preset = get_preset("ci")
+    config = replace(preset.train, warmup_steps=1, optimizer="muon", muon_lr=0.02, embedding_lr=0.05)
+    loss_against_time(preset.model, config, small_dataset.path, seconds=0.3, evaluations=1)
+    rates = [group["lr"] for group in made[0].optimizer.param_groups]  # Muon, matrices, vectors, embedding
+    assert rates == [0.02, config.learning_rate, config.learning_rate, 0.05]
+
+
+def test_fitted_fits_a_config_s_schedule_and_evaluations_to_its_steps():
+    config = fitted(get_preset("modern").train, 969, 10, device="cpu")
+    assert (config.max_steps, config.warmup_steps, config.eval_interval, config.device) == (969, 48, 96, "cpu")
+    assert config.schedule == "wsd" and config.decay_steps() == 388  # the rest kept
 
 
 def test_generation_speeds_need_a_context_that_fits():
