@@ -113,7 +113,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     ``head_lr``, when set, give the token embedding and an untied head AdamW groups of their own,
     after the others (so a run without them keeps its groups, and its checkpoints resume)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    own = own_rate_groups(model, named, config)
+    own = own_rate_groups(named, config)
     taken = {id(p) for group in own for p in group["params"]}
     if config.optimizer == "muon":
         from slm_helpers.muon import MuonWithAdamW
@@ -135,7 +135,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.AdamW(groups + own, lr=config.learning_rate, betas=config.betas, eps=config.eps)
 
 
-def own_rate_groups(model: torch.nn.Module, named: list, config: TrainConfig) -> list[dict]:
+def own_rate_groups(named: list, config: TrainConfig) -> list[dict]:
     """The token embedding's and the untied head's AdamW groups, for those whose rate the config
     sets. A head tied to the embedding has no weight of its own to give a rate: refused."""
     by_name = {n.removeprefix("_orig_mod."): p for n, p in named}
