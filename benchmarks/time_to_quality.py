@@ -49,7 +49,7 @@ from slm_helpers.device import cpu_has_native_bf16
 from slm_helpers.evaluate import stories_bits_per_byte
 from slm_helpers.generate import write_story
 from slm_helpers.presets import get_preset
-from slm_helpers.speed import fitted, step_and_evaluation_seconds, steps_that_fit
+from slm_helpers.speed import fitted, seconds_to_reach, step_and_evaluation_seconds, steps_that_fit
 from slm_helpers.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,14 +94,6 @@ def run(preset, data: TokenDataset, timed: dict, seconds: float, validation: lis
                 seconds=seconds, seconds_by_the_clock=round(clock, 1), run=str(out),
                 development_curve=points,
                 development_bpb=points[-1][1], validation_bpb=round(held_out, 4), stories=written)
-
-
-def seconds_to_reach(points: list[tuple], target: float) -> float | None:
-    """When a curve first reaches ``target`` (linear between evaluations), or None."""
-    for (t0, b0), (t1, b1) in zip(points, points[1:]):
-        if b1 <= target:
-            return t0 + (t1 - t0) * (b0 - target) / (b0 - b1) if b0 > target else t0
-    return None
 
 
 def main() -> None:

@@ -39,6 +39,16 @@ def project_root() -> Path:
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
 
+def results_file(name: str) -> Path:
+    """A file of the series' ``notebooks/results/`` (what the real runs measured, which the
+    notebooks quote), found from any working folder: Colab runs a notebook from ``/content``."""
+    path = project_root() / "notebooks" / "results" / name
+    if not path.is_file():
+        raise SlmError(f"no results file {path}: open the notebooks from a clone of the series "
+                       "(README.md), which holds notebooks/results/")
+    return path
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str

@@ -12,6 +12,7 @@ process (both sides see the same load) and the median round is kept.
 * :func:`step_and_evaluation_seconds` and :func:`steps_that_fit`: how many steps of a run fit
   a budget of seconds (the tuning and time-to-quality benchmarks);
 * :func:`loss_against_time`: validation loss against wall-clock seconds of training;
+  :func:`seconds_to_reach`: when such a curve first reaches a figure;
 * :func:`generation_speeds`: tokens/s of generation up to a context length, with and without
   the KV cache; :func:`positions_computed`: the work each does, counted.
 """
@@ -152,6 +153,20 @@ def fitted(config: TrainConfig, steps: int, evaluations: int, **changes) -> Trai
     fitted to them (a twentieth of warmup) and ``evaluations`` evaluations evenly spaced."""
     return replace(config, max_steps=steps, warmup_steps=max(1, steps // 20),
                    eval_interval=max(1, steps // evaluations), **changes)
+
+
+def seconds_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """The first time a curve of ``(seconds, figure)`` points, in the order of its seconds,
+    reaches ``target`` or below, read on the straight line between the two evaluations it falls
+    between; None if it never does. A run is scored only at its evaluations: the line between
+    them is the honest guess of when it got there, the later evaluation's time an upper bound."""
+    for i, (seconds, figure) in enumerate(curve):
+        if figure <= target:
+            if i == 0:
+                return float(seconds)
+            before, earlier = curve[i - 1][1], curve[i - 1][0]
+            return earlier + (seconds - earlier) * (before - target) / (before - figure)
+    return None
 
 
 def loss_against_time(model_config: GPTConfig, train_config: TrainConfig, data_dir: str | Path, seconds: float,

@@ -291,7 +291,45 @@ EXERCISES = [
              lambda a: [lambda g: g / g.norm(),  # scaled, not orthogonalized
                         lambda g: torch.sign(g),  # signSGD's update
                         muon_orthogonalize]),  # Muon's own five quintic rounds: singular values only near 1
+    Exercise("09b.1", "exercise_1", {},
+             lambda a: [crossing_by_numpy, lambda curve, target: a(list(reversed(curve[::-1])), target)],
+             lambda a: [first_evaluation_at_or_below,  # the later evaluation's time: an upper bound, not the crossing
+                        last_crossing,  # a curve that dips, rises and dips again crosses first at the first dip
+                        lambda curve, target: a(curve, target) or 0.0]),  # never reached is not at 0 s
+    Exercise("09b.2", "exercise_2", dict(noise=0.03),
+             lambda a: [lambda rows, noise: set(a(rows, noise)),
+                        lambda rows, noise: [r["name"] for i, r in enumerate(rows)
+                                             if i and rows[i - 1]["val_bpb"] - noise > r["val_bpb"]]],
+             lambda a: [lambda rows, noise: [r["name"] for r in rows[1:]  # each against the first row
+                                             if rows[0]["val_bpb"] - r["val_bpb"] > noise],
+                        lambda rows, noise: [r["name"] for p, r in zip(rows, rows[1:])  # a loss counted as a gain
+                                             if abs(p["val_bpb"] - r["val_bpb"]) > noise],
+                        lambda rows, noise: [r["name"] for p, r in zip(rows, rows[1:])  # the noise forgotten
+                                             if r["val_bpb"] < p["val_bpb"]]]),
 ]
+
+
+def crossing_by_numpy(curve, target):
+    seconds, figures = np.array(curve, dtype=float).T
+    below = np.flatnonzero(figures <= target)
+    if below.size == 0:
+        return None
+    i = below[0]
+    return float(seconds[0]) if i == 0 else float(np.interp(target, figures[i - 1:i + 1][::-1],
+                                                            seconds[i - 1:i + 1][::-1]))
+
+
+def first_evaluation_at_or_below(curve, target):
+    return next((t for t, figure in curve if figure <= target), None)
+
+
+def last_crossing(curve, target):
+    from slm_helpers.speed import seconds_to_reach
+
+    for start in range(len(curve) - 1, -1, -1):
+        if curve[start][1] > target:
+            return seconds_to_reach(curve[start:], target)
+    return seconds_to_reach(curve, target)
 
 
 def interleaved_rotary(x, positions, base=10_000.0):

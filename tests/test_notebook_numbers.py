@@ -59,6 +59,8 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
         "256": "the number of byte values, 2**8",
         "512": "llama2.c's smallest TinyStories vocabulary, a published size quoted with its source",
         "1,000": "the spread the cell sets up and prints: a largest singular value of 1.000, a smallest of 0.0010",
+    },
+    "09b_modern_recipe_real_runs": {
         "12,898": "the shared sample's training stories, as its README states (the results file holds the run's split)",
         "500": "the shared sample's validation stories, as its README states",
     },

@@ -69,3 +69,20 @@ def test_no_fewer_outputs_are_compared_and_tolerances_stay_small():
                 assert tolerance <= 0.10, f"{path.name}: {tags}: a tolerance above 10% would hide a changed result"
     assert compared >= COMPARED_CELLS_AT_LEAST, f"{compared} compared cells, fewer than {COMPARED_CELLS_AT_LEAST}"
     assert 0 < tolerant < compared
+
+
+def test_the_results_files_are_found_from_any_folder(tmp_path, monkeypatch):
+    """Colab runs a notebook from /content, not from notebooks/: the notebooks read the real runs'
+    results through the package, never by a path relative to the working folder."""
+    from slm_helpers.errors import SlmError
+    from slm_helpers.presets import results_file
+
+    for path in PATHS:
+        for cell in cells(path):
+            if cell["cell_type"] == "code":
+                source = "".join(cell["source"])
+                assert '"results/' not in source, f"{path.name} reads a results file by a relative path"
+    monkeypatch.chdir(tmp_path)
+    assert results_file("modern-preset-tuning.json") == NOTEBOOKS / "results" / "modern-preset-tuning.json"
+    with pytest.raises(SlmError, match=r"no results file .*nothing\.json: open the notebooks from a clone"):
+        results_file("nothing.json")

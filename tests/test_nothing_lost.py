@@ -169,8 +169,8 @@ def test_a_txt_with_separators_keeps_multi_line_stories_whole(tmp_path, text):
 # ----------------------------------------------------------------------------- one folder, one process
 
 
-def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_untouched(small_dataset, tmp_path):
-    args = ["--preset", "ci", "--max-iters", 6, "--eval-interval", 3, "--data-dir", small_dataset.path]
+def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_finishes_untouched(small_compact_dataset, tmp_path):
+    args = ["--preset", "ci", "--max-iters", 6, "--eval-interval", 3, "--data-dir", small_compact_dataset.path]
     first = start("slm_helpers.train", *args, "--out-dir", tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "history.json").exists(), first, "the first run's first evaluation")
     first.send_signal(signal.SIGSTOP)  # held mid-run, however fast or busy the machine: it cannot finish meanwhile

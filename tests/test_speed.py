@@ -20,6 +20,7 @@ from slm_helpers.speed import (
     loss_against_time,
     positions_computed,
     projected_seconds,
+    seconds_to_reach,
     step_and_evaluation_seconds,
     steps_that_fit,
     time_alternately,
@@ -164,3 +165,12 @@ def test_positions_computed_counts_what_generation_runs_through_the_model(use_kv
                         hidden_states(idx, cache))
     list(generate_ids(model, [1, 2, 3, 4], 60, temperature=0, use_kv_cache=use_kv_cache))
     assert sum(counted) == positions_computed(64, use_kv_cache)
+
+
+def test_seconds_to_reach_reads_the_line_between_the_evaluations_around_the_first_crossing():
+    curve = [(0, 4.0), (100, 2.0), (200, 1.0), (300, 1.5), (400, 0.5)]
+    assert seconds_to_reach(curve, 1.5) == pytest.approx(150.0)  # halfway from 2.0 down to 1.0
+    assert seconds_to_reach(curve, 1.0) == 200.0  # exactly at an evaluation
+    assert seconds_to_reach(curve, 1.2) == pytest.approx(180.0)  # the first crossing, not the one after the rise
+    assert seconds_to_reach(curve, 5.0) == 0.0  # already there at the start
+    assert seconds_to_reach(curve, 0.4) is None  # never

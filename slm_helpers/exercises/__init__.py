@@ -25,6 +25,7 @@ from slm_helpers.exercises import (  # noqa: F401 - each registers its notebook'
     n07_speed,
     n08_stories_on_request,
     n09_modern_recipe,
+    n09b_real_runs,
 )
 from slm_helpers.exercises.registry import CHECKS as _CHECKS
 from slm_helpers.exercises.registry import SOLUTIONS

@@ -9,7 +9,8 @@ from dataclasses import fields
 
 SOLUTIONS = {"01": "01_tokens.py", "02": "02_attention.py", "03": "03_gpt_model.py", "04": "04_training_loop.py",
              "04b": "04b_precision_and_bugs.py", "05": "05_loss_curves.py", "06": "06_inference.py",
-             "07": "07_speed.py", "08": "08_stories_on_request.py", "09": "09_modern_recipe.py"}
+             "07": "07_speed.py", "08": "08_stories_on_request.py", "09": "09_modern_recipe.py",
+             "09b": "09b_real_runs.py"}
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {}
 
 
