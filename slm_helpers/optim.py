@@ -78,18 +78,20 @@ class TrainConfig:
             raise SlmError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {self.device!r}")
         if self.optimizer not in OPTIMIZERS:
             raise SlmError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, not {self.optimizer!r}")
-        if self.optimizer == "muon" and not self.min_lr < self.muon_lr:
-            raise SlmError(f"min_lr={self.min_lr} must be below muon_lr={self.muon_lr}: the cosine ends every "
-                           "group at min_lr, and a floor above a peak would raise it (bug 1 again)")
         momentum = self.muon_momentum
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
             raise SlmError(f"muon_momentum must be a number in [0, 1), such as 0.95, not {momentum!r}")
-        for name in ("embedding_lr", "head_lr"):
-            rate = getattr(self, name)
-            if rate is not None and check_number(name, rate, hint=" (or None: learning_rate)") <= self.min_lr:
-                raise SlmError(f"{name}={rate} must be above min_lr={self.min_lr}, or None (learning_rate)")
         if self.schedule not in SCHEDULES:
             raise SlmError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, not {self.schedule!r}")
+        # The cosine ends every group at min_lr itself, so each peak must lie above it (a floor above a peak would
+        # raise that group's rate: bug 1 again); wsd ends each group at its own peak x min_lr / learning_rate.
+        floor = (self.min_lr, f"min_lr={self.min_lr} (the cosine's floor)") if self.schedule == "cosine" else (0.0, "0")
+        if self.optimizer == "muon" and not self.muon_lr > floor[0]:
+            raise SlmError(f"muon_lr={self.muon_lr} must be above {floor[1]}")
+        for name in ("embedding_lr", "head_lr"):
+            rate = getattr(self, name)
+            if rate is not None and check_number(name, rate, hint=" (or None: learning_rate)") <= floor[0]:
+                raise SlmError(f"{name}={rate} must be above {floor[1]}, or None (learning_rate)")
         check_number("decay_fraction", self.decay_fraction)
         if self.schedule == "wsd" and not (0 < self.decay_fraction <= 1
                                            and self.warmup_steps <= self.max_steps - self.decay_steps()):

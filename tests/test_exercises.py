@@ -254,7 +254,7 @@ EXERCISES = [
              lambda a: [first_rise_of_validation, the_evaluation_before]),
     Exercise("05.2", "exercise_2", dict(preset="ci"),
              lambda a: [tuple(a), SimpleNamespace(history=a)],
-             lambda a: [synthetic_history(range(0, 601, 150), 0.5),  # a model with its mask, 600 steps
+             lambda a: [synthetic_history(range(0, 401, 100), 0.5),  # a model with its mask, 400 steps
                         normal_ci_history()]),  # the ci run's 200 steps
     Exercise("06.1", "exercise_1", {},
              lambda a: [top_p_loop, lambda probs, p: a(probs.clone(), p)],

@@ -17,7 +17,7 @@ from slm_helpers.generate import generate_ids
 from slm_helpers.model import GPT, GPTConfig, KVCache, flops_per_token
 from slm_helpers.modern import Rotary, mlp_hidden
 from slm_helpers.muon import MuonWithAdamW, orthogonalize
-from slm_helpers.optim import TrainConfig, make_optimizer
+from slm_helpers.optim import TrainConfig, make_optimizer, make_scheduler
 from slm_helpers.train import train
 
 BASE = GPTConfig(block_size=16, vocab_size=97, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
@@ -116,8 +116,27 @@ def test_bad_switches_are_refused_in_one_line():
             replace(BASE, **bad)
     with pytest.raises(ValueError, match="optimizer must be one of 'adamw', 'muon'"):
         TrainConfig(optimizer="sgd")
-    with pytest.raises(ValueError, match="min_lr=0.03 must be below muon_lr=0.02"):
+    with pytest.raises(ValueError, match=r"muon_lr=0.02 must be above min_lr=0.03 \(the cosine's floor\)"):
         TrainConfig(optimizer="muon", learning_rate=0.1, min_lr=0.03)
+    with pytest.raises(ValueError, match=r"head_lr=0.001 must be above min_lr=0.002 \(the cosine's floor\)"):
+        TrainConfig(learning_rate=0.02, min_lr=0.002, head_lr=0.001)
+    for bad in (dict(muon_lr=0.0), dict(embedding_lr=0.0)):
+        with pytest.raises(ValueError, match=r"must be above 0"):
+            TrainConfig(optimizer="muon", schedule="wsd", **bad)
+
+
+def test_under_wsd_each_group_falls_to_its_own_share_of_its_peak():
+    """wsd ends each group at its peak x min_lr / learning_rate: a group's peak below min_lr is
+    fine there (the cosine, which ends every group at min_lr itself, refuses it)."""
+    config = TrainConfig(learning_rate=0.02, min_lr=0.002, head_lr=0.001, schedule="wsd", max_steps=100,
+                         warmup_steps=10, decay_fraction=0.5)
+    optimizer = torch.optim.AdamW([{"params": [torch.zeros(1, requires_grad=True)], "lr": 0.02},
+                                   {"params": [torch.zeros(1, requires_grad=True)], "lr": config.head_lr}])
+    scheduler = make_scheduler(optimizer, config)
+    for _ in range(config.max_steps):
+        optimizer.step()
+        scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.002, 0.0001])
 
 
 # ----------------------------------------------------------------------------- Muon

@@ -20,11 +20,11 @@ def exercise_1():
 def exercise_2(preset: str = "ci") -> list[dict]:
     """Without the causal mask every position also sees the tokens after it, the very ones it
     must predict: the model learns to copy the next token from the position after its own
-    (the position embeddings tell it which one that is). After 600 steps its validation loss
-    is about 0.02 nats, against 0.5 for the normal model, because the validation batches are
+    (the position embeddings tell it which one that is). After 400 steps its validation loss
+    is about 0.1 nats, against 0.52 for the normal model, because the validation batches are
     read without a mask too: it is a score for cheating, not for predicting. Generating shows
     it: there the token after the last one does not exist yet, so what it learned is useless,
-    and it writes "Once upon a time time time time ...". A low loss is only as honest as the
+    and it writes "Once upon a time, upon a time, upon a time, ...". A low loss is only as honest as the
     mask that computed it."""
     from dataclasses import replace
 
@@ -32,7 +32,7 @@ def exercise_2(preset: str = "ci") -> list[dict]:
     from slm_helpers.presets import get_preset
     from slm_helpers.train import train
 
-    longer = get_preset(preset, max_steps=600, eval_interval=150)
+    longer = get_preset(preset, max_steps=400, eval_interval=100)
     data = preset_dataset(longer, progress=False, log=lambda line: None)
     model = replace(longer.model.with_tokenizer(data.tokenizer), causal=False)
     with tempfile.TemporaryDirectory() as out:
