@@ -353,7 +353,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 processes" in proc.stdout and proc.stdout.count("done:") == 1  # only rank 0 reports
+    assert "micro-batches x 2 processes)" in proc.stdout and proc.stdout.count("done:") == 1  # only rank 0 reports
     history = load_history(tmp_path / "ddp")
     ci = PRESETS["ci"]
     assert history[-1]["step"] == 4 and history[-1]["tokens"] == 4 * 2 * ci.train.tokens_per_step(ci.model.block_size)

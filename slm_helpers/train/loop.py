@@ -225,7 +225,7 @@ def _say_plan(run: Run, reasons: tuple[str, str]) -> None:
     config, world_size = run.config, run.world_size
     processes = f" x {world_size} processes" if world_size > 1 else ""
     run.say(f"device: {run.device} ({reasons[0]}); autocast dtype: {str(run.dtype).removeprefix('torch.')} "
-            f"({reasons[1]})" + (f"; {world_size} processes" if world_size > 1 else ""))
+            f"({reasons[1]})")
     run.say(f"{run.gpt.num_params():,} parameters; {run.tokens_per_step:,} tokens per optimizer step "
             f"({config.batch_size} x {run.gpt.config.block_size} x {config.grad_accum_steps} micro-batches"
             f"{processes})")

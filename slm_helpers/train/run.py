@@ -55,6 +55,12 @@ def accumulate_gradients(model, data, config: TrainConfig, block_size: int, devi
 # ----------------------------------------------------------------------------- the state of a run
 
 
+def lowest_val_loss(history: list[dict]) -> float:
+    """The lowest validation loss of a run's history (infinite before its first evaluation):
+    the loss of the weights in ``best_model_params.pt``."""
+    return min((r["val_loss"] for r in history), default=math.inf)
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -67,8 +73,7 @@ class TrainResult:
 
     @property
     def best_val_loss(self) -> float:
-        """The lowest validation loss of the history: the weights in ``best_model_params.pt``."""
-        return min((r["val_loss"] for r in self.history), default=math.inf)
+        return lowest_val_loss(self.history)
 
 
 @dataclass
@@ -105,7 +110,7 @@ class Run:
 
     @property
     def best_val_loss(self) -> float:
-        return min((r["val_loss"] for r in self.history), default=math.inf)
+        return lowest_val_loss(self.history)
 
     def due_for_evaluation(self) -> bool:
         at_step = bool(self.history) and self.history[-1]["step"] == self.step
