@@ -455,15 +455,15 @@ sys.addaudithook(_count_meta_reads)  # every open() of the process, including nu
 
 @requires_tokenizer
 @pytest.mark.parametrize("given", ["folder", "preset"])
-def test_a_run_reads_meta_json_once(small_dataset, tmp_path, monkeypatch, given):
+def test_a_run_reads_meta_json_once(small_compact_dataset, tmp_path, monkeypatch, given):
     if given == "preset":  # the preset's own dataset, already prepared: found, checked and opened once
         monkeypatch.setenv("SLM_DATA_DIR", str(tmp_path / "data"))
         preset = get_preset("ci", max_steps=6, warmup_steps=0, eval_interval=3)
-        shutil.copytree(small_dataset.path, preset.data_dir)
+        shutil.copytree(small_compact_dataset.path, preset.data_dir)
         kwargs = dict(preset=preset)
     else:
         kwargs = dict(model_config=TINY_MODEL, train_config=tiny_train_config(max_steps=6, eval_interval=3),
-                      data_dir=small_dataset.path)
+                      data_dir=small_compact_dataset.path)
     _OPENED.clear()
     _COUNTING.append(True)
     try:
