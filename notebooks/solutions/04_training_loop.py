@@ -27,7 +27,7 @@ def exercise_2(preset: str = "ci") -> list[dict]:
     Measured on the `ci` preset (validation loss at steps 0, 50, 100, 150, 200):
         1x  (peak 1e-2): 6.49, 2.39, 1.47, 0.87, 0.70 (notebook 04's saved run); it writes "Once upon a time, there
         was a happy boy named Dot. ..."
-        10x (peak 1e-1): 6.48, 5.07, 4.98, 4.80, 4.74; it writes 'Once upon a time. " " "'
+        10x (peak 1e-1): 6.49, 5.19, 4.99, 4.80, 4.65; it writes 'Once upon a time. " a time. " a'
     The `ci` preset's rate is already high (a small model learns fast with large steps), and
     ten times it is too much: each AdamW update moves every weight by about the learning
     rate, whatever its gradient, so at 0.1 the weights overshoot any good region at every

@@ -49,7 +49,7 @@ def _default_init(answer, preset: str):
     if history is None:
         return False, hint
     ln_v = math.log(preset_dataset(get_preset(preset), progress=False, log=lambda line: None).vocab_size)
-    # Measured: the default init starts at 44 nats (7 x ln V) and ends at 2.7; GPT-2's starts at ln V.
+    # Measured: the default init starts at 44 nats (7 x ln V) and ends at 2.6; GPT-2's starts at ln V.
     return (history[0]["val_loss"] > 2 * ln_v and history[-1]["val_loss"] > 1.5,
             f"this run starts at {history[0]['val_loss']:.2f} nats, near ln V = {ln_v:.2f}: GPT-2's initialisation; "
             "train with model_config=replace(..., init='pytorch')")
