@@ -113,10 +113,11 @@ def test_runs_are_timed_in_turn_so_the_machine_s_pace_falls_on_all(monkeypatch):
 
 
 @requires_tokenizer
-def test_loss_against_time_trains_for_the_seconds_given(small_dataset):
+def test_loss_against_time_trains_for_the_seconds_given(small_compact_dataset):
     preset = get_preset("ci")
-    curve = loss_against_time(preset.model, replace(preset.train, warmup_steps=2), small_dataset.path, seconds=2.0,
-                              evaluations=2)
+    data = TokenDataset.open(small_compact_dataset.path)
+    curve = loss_against_time(preset.model.with_tokenizer(data.tokenizer), replace(preset.train, warmup_steps=2), data,
+                              seconds=2.0, evaluations=2)
     assert [r["seconds"] >= s for r, s in zip(curve, (0.0, 1.0, 2.0))] == [True] * 3 and len(curve) == 3
     # A step longer than a window (a busy machine) leaves the next window nothing to train: never fewer.
     assert curve[0]["step"] == 0 < curve[1]["step"] <= curve[2]["step"]
@@ -124,7 +125,7 @@ def test_loss_against_time_trains_for_the_seconds_given(small_dataset):
 
 
 @requires_tokenizer
-def test_loss_against_time_warms_each_group_up_to_its_own_peak(small_dataset, monkeypatch):
+def test_loss_against_time_warms_each_group_up_to_its_own_peak(small_compact_dataset, monkeypatch):
     from slm_helpers import speed
 
     made = []
@@ -137,7 +138,8 @@ def test_loss_against_time_warms_each_group_up_to_its_own_peak(small_dataset, mo
     monkeypatch.setattr(speed, "TrainingStep", Recorded)
     preset = get_preset("ci")
     config = replace(preset.train, warmup_steps=1, optimizer="muon", muon_lr=0.02, embedding_lr=0.05)
-    loss_against_time(preset.model, config, small_dataset.path, seconds=0.3, evaluations=1)
+    data = TokenDataset.open(small_compact_dataset.path)
+    loss_against_time(preset.model.with_tokenizer(data.tokenizer), config, data, seconds=0.3, evaluations=1)
     rates = [group["lr"] for group in made[0].optimizer.param_groups]  # Muon, matrices, vectors, embedding
     assert rates == [0.02, config.learning_rate, config.learning_rate, 0.05]
 
