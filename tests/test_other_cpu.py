@@ -36,9 +36,15 @@ SWITCHED = tuple(other_cpu.BELOW["AVX2"])  # the same names in every row
 
 
 @functools.cache
+def native_probe() -> tuple[str, dict[str, str]]:
+    """The probe without any switch (even inside CI's switched pass), run once per session."""
+    return _probe(_native_env())
+
+
+@functools.cache
 def switches() -> dict[str, str]:
     """This machine's switches: those for its own ATen kernels, read without any switch."""
-    return other_cpu.switches(_probe(_native_env())[0])
+    return other_cpu.switches(native_probe()[0])
 
 
 def _probe(env: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -63,7 +69,7 @@ def test_each_switch_changes_an_fp32_result_here(switch):
         pytest.skip("this torch is built without MKL (Apple silicon, ARM): its BLAS has no such switch")
     if switch == "ONEDNN_MAX_CPU_ISA" and not torch.backends.mkldnn.is_available():
         pytest.skip("this torch is built without oneDNN")
-    native_capability, native = _probe(_native_env())  # the switches removed, even inside CI's switched pass
+    native_capability, native = native_probe()
     if switch == "ATEN_CPU_CAPABILITY" and native_capability == "DEFAULT":
         pytest.skip("this CPU already runs torch's default (unvectorized) kernels")
     capability, switched = _probe({**_native_env(), switch: switches()[switch]})
@@ -75,4 +81,4 @@ def test_each_switch_changes_an_fp32_result_here(switch):
 
 def test_without_a_switch_the_results_repeat():
     """The comparison above means something: the same environment gives the same bytes."""
-    assert _probe(_native_env()) == _probe(_native_env())
+    assert _probe(_native_env()) == native_probe()
