@@ -8,9 +8,18 @@ kernels (the commonest learner's laptop; faster than the unvectorized ones); on 
 take its compatible path on both.
 
     python tests/other_cpu/switches.py     # prints the switches as NAME=value lines, for .ci/run
+
+It also gives the pass a cache of compiled kernels of its own (TORCHINDUCTOR_CACHE_DIR): torch's
+inductor cache does not key its kernels on ATEN_CPU_CAPABILITY, and notebook 07's compiled step,
+reusing kernels compiled by the other pass, corrupted memory and killed its kernel (measured on an
+AVX-512 machine: "free(): invalid pointer", then nbval waiting for the dead kernel).
 """
 
 from __future__ import annotations
+
+import getpass
+import tempfile
+from pathlib import Path
 
 # ATEN_CPU_CAPABILITY: ATen's own kernels (softmax, exp, sums, the optimizer's element-wise updates);
 # MKL_CBWR: MKL's matrix products, on the code path of the named instruction set;
@@ -29,8 +38,16 @@ def switches(native_capability: str) -> dict[str, str]:
     return BELOW.get(native_capability, BELOW["AVX2"])
 
 
+def environment(native_capability: str) -> dict[str, str]:
+    """What the pass sets: the switches, and a cache of compiled kernels apart from torch's default
+    one (``/tmp/torchinductor_USER``), which then only ever holds this machine's own kernels."""
+    below = switches(native_capability)
+    cache = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}_as_{below['ATEN_CPU_CAPABILITY']}"
+    return {**below, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+
+
 if __name__ == "__main__":
     import torch
 
-    for name, value in switches(torch.backends.cpu.get_cpu_capability()).items():
+    for name, value in environment(torch.backends.cpu.get_cpu_capability()).items():
         print(f"{name}={value}")
