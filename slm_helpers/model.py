@@ -100,7 +100,9 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     """A clear error for input the model cannot read: not a 2-D ``(batch, time)`` tensor of
     integer ids, or ids outside the vocabulary. The range is checked only for ids on the CPU,
     where it is cheap; on a GPU it would stop the device twice per forward pass (the training
-    loop checks the dataset once instead, and generation checks the prompt's ids)."""
+    loop checks the dataset once instead, and generation checks the prompt's ids), and not inside
+    ``torch.compile``, whose kernels check the range themselves ("index out of bounds") and which
+    would otherwise break the graph in two at this data-dependent test."""
     if not isinstance(idx, torch.Tensor):
         raise SlmError(f"idx must be a tensor of token ids, not {type(idx).__name__}: use torch.tensor([ids])")
     if idx.dim() != 2:
@@ -109,6 +111,8 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
         raise SlmError(f"idx must hold integer token ids (torch.long), not {idx.dtype}: use idx.long() on whole "
                        "numbers")
+    if torch.compiler.is_compiling():
+        return
     if idx.device.type == "cpu" and idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
         bad = int(idx.max()) if idx.max() >= vocab_size else int(idx.min())
         raise SlmError(f"Token id {bad} is outside the vocabulary [0, {vocab_size}).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -47,12 +48,15 @@ def group_left_on_exit():
     A process that ends with its gloo group still open aborts at exit ("terminate called
     without an active exception": the group's threads are destroyed unjoined), so whoever
     joins the group leaves it. A group that was already joined (by the command) is left to
-    the one that joined it."""
+    the one that joined it. Objects that still hold the group (DistributedDataParallel's reducer,
+    once its wrapper is dropped) are collected first, while the interpreter is whole: freed at
+    its shutdown instead, gloo's work on them can abort the process the same way."""
     joined_before = torch.distributed.is_available() and torch.distributed.is_initialized()
     try:
         yield
     finally:
         if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gc.collect()
             torch.distributed.destroy_process_group()
 
 

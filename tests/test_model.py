@@ -164,3 +164,13 @@ def test_attention_weights_are_causal_distributions_that_reproduce_the_layer():
         torch.testing.assert_close(block.attn.c_proj(y), block.attn(h), atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="layer must be in"):
         model.attention_weights(idx, 2)
+
+
+def test_torch_compile_sees_the_model_as_one_graph():
+    """The id range check is data-dependent: under torch.compile it is left to the compiled
+    kernels, so the forward pass is one graph, not two around a break (notebook 07 compiles it)."""
+    model = GPT(GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=32, vocab_size=100))
+    explained = torch._dynamo.explain(model)(torch.randint(0, 100, (2, 32)))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    with pytest.raises(Exception, match="outside the vocabulary"):
+        model(torch.tensor([[100]]))  # eager, the check still speaks

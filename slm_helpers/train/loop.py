@@ -93,7 +93,10 @@ def train(
             run.model = torch.nn.parallel.DistributedDataParallel(
                 run.gpt, device_ids=[run.device.index] if run.device.type == "cuda" else None)
         _say_plan(run, reasons)
-        return _loop(run, stop_at_step, progress)
+        try:
+            return _loop(run, stop_at_step, progress)
+        finally:
+            run.model = run.gpt  # the DDP wrapper holds the process group: dropped before the group is left
 
 
 def _loop(run: Run, stop_at_step: int | None, progress: bool) -> TrainResult:
