@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from slm_helpers.errors import SlmError
 from slm_helpers.model import GPT, Block, CausalSelfAttention, GPTConfig
 
 
@@ -172,5 +173,5 @@ def test_torch_compile_sees_the_model_as_one_graph():
     model = GPT(GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=32, vocab_size=100))
     explained = torch._dynamo.explain(model)(torch.randint(0, 100, (2, 32)))
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-    with pytest.raises(Exception, match="outside the vocabulary"):
+    with pytest.raises(SlmError, match="outside the vocabulary"):
         model(torch.tensor([[100]]))  # eager, the check still speaks

@@ -84,13 +84,13 @@ def test_without_a_switch_the_results_repeat():
     assert _probe(_native_env()) == native_probe()
 
 
-def test_the_pass_compiles_its_kernels_apart_from_this_cpus():
+def test_the_pass_keeps_its_compiled_kernels_apart():
     """torch's inductor cache does not key its kernels on ATEN_CPU_CAPABILITY: kernels one pass
     compiled, reused by the other, corrupted memory (notebook 07's compiled step)."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     env = {capability: other_cpu.environment(capability) for capability in ("AVX512", "AVX2")}
-    for capability, row in env.items():
+    for row in env.values():
         assert set(row) - set(SWITCHED) == {"TORCHINDUCTOR_CACHE_DIR"}
         assert Path(row["TORCHINDUCTOR_CACHE_DIR"]) != Path(default_cache_dir())
     assert env["AVX512"]["TORCHINDUCTOR_CACHE_DIR"] != env["AVX2"]["TORCHINDUCTOR_CACHE_DIR"]

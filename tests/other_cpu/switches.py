@@ -17,9 +17,7 @@ AVX-512 machine: "free(): invalid pointer", then nbval waiting for the dead kern
 
 from __future__ import annotations
 
-import getpass
-import tempfile
-from pathlib import Path
+import shlex
 
 # ATEN_CPU_CAPABILITY: ATen's own kernels (softmax, exp, sums, the optimizer's element-wise updates);
 # MKL_CBWR: MKL's matrix products, on the code path of the named instruction set;
@@ -40,14 +38,15 @@ def switches(native_capability: str) -> dict[str, str]:
 
 def environment(native_capability: str) -> dict[str, str]:
     """What the pass sets: the switches, and a cache of compiled kernels apart from torch's default
-    one (``/tmp/torchinductor_USER``), which then only ever holds this machine's own kernels."""
+    one (``/tmp/torchinductor_USER``; this one beside it), which then only ever holds this machine's own kernels."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     below = switches(native_capability)
-    cache = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}_as_{below['ATEN_CPU_CAPABILITY']}"
-    return {**below, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+    return {**below, "TORCHINDUCTOR_CACHE_DIR": f"{default_cache_dir()}_as_{below['ATEN_CPU_CAPABILITY']}"}
 
 
 if __name__ == "__main__":
     import torch
 
     for name, value in environment(torch.backends.cpu.get_cpu_capability()).items():
-        print(f"{name}={value}")
+        print(f"{name}={shlex.quote(value)}")
