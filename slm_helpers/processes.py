@@ -48,14 +48,19 @@ def group_left_on_exit():
     A process that ends with its gloo group still open aborts at exit ("terminate called
     without an active exception": the group's threads are destroyed unjoined), so whoever
     joins the group leaves it. A group that was already joined (by the command) is left to
-    the one that joined it. On a clean exit, objects that still hold the group (DistributedDataParallel's
-    reducer, once its wrapper is dropped) are collected first, while the interpreter is whole: freed
-    at its shutdown instead, gloo's work on them can abort the process the same way."""
+    the one that joined it. On a clean exit the processes first wait for each other (one that
+    tears its group down while another still works with it can abort the same way), and objects
+    that still hold the group (DistributedDataParallel's reducer, once its wrapper is dropped) are
+    collected while the interpreter is whole."""
     joined_before = torch.distributed.is_available() and torch.distributed.is_initialized()
+    clean = False
     try:
         yield
+        clean = True
     finally:
         if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
+            if clean:
+                torch.distributed.barrier()
             gc.collect()
             torch.distributed.destroy_process_group()
 

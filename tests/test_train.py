@@ -352,7 +352,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
          "--max-iters", "4", "--out-dir", str(tmp_path / "ddp"), "--no-progress"],
         env=env, capture_output=True, text=True, timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[:3000]}\n...\n{proc.stderr[-1500:]}"
     assert "micro-batches x 2 processes)" in proc.stdout and proc.stdout.count("done:") == 1  # only rank 0 reports
     history = load_history(tmp_path / "ddp")
     ci = PRESETS["ci"]
