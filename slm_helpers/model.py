@@ -100,9 +100,9 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     """A clear error for input the model cannot read: not a 2-D ``(batch, time)`` tensor of
     integer ids, or ids outside the vocabulary. The range is checked only for ids on the CPU,
     where it is cheap; on a GPU it would stop the device twice per forward pass (the training
-    loop checks the dataset once instead, and generation checks the prompt's ids), and not inside
-    ``torch.compile``, whose kernels check the range themselves ("index out of bounds") and which
-    would otherwise break the graph in two at this data-dependent test."""
+    loop checks the dataset once instead, and generation checks the prompt's ids). Under
+    ``torch.compile`` the compiled kernels check the range themselves ("index out of bounds"), so
+    it is skipped there: a data-dependent test would split the graph."""
     if not isinstance(idx, torch.Tensor):
         raise SlmError(f"idx must be a tensor of token ids, not {type(idx).__name__}: use torch.tensor([ids])")
     if idx.dim() != 2:
