@@ -19,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-PRELOAD = ["torch", "numpy", "slm_helpers.cli", "slm_helpers.data", "slm_helpers.train", "slm_helpers.generate",
-           "quick_cli"]
+# torch._dynamo too: torch's optimizers import it on their first call (1.5-2.5 s), in every command that trains.
+PRELOAD = ["torch", "torch._dynamo", "numpy", "slm_helpers.cli", "slm_helpers.data", "slm_helpers.train",
+           "slm_helpers.generate", "quick_cli"]
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)

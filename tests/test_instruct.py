@@ -3,10 +3,10 @@ its real name, the batches with the prompt masked, the checker, and fine-tuning 
 
 from __future__ import annotations
 
+import os
 import random
-import subprocess
-import sys
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -37,6 +37,7 @@ from slm_helpers.presets import get_preset
 from slm_helpers.train import train
 from slm_helpers.vocab import build_vocabulary
 
+import quick_cli
 from conftest import requires_tokenizer
 
 # Records shaped like TinyStoriesInstruct's files: one line per row, headers in any order and
@@ -301,8 +302,9 @@ def test_fine_tuning_starts_from_the_weights_and_says_so(small_dataset, tmp_path
 # ----------------------------------------------------------------------------- from a terminal
 
 
-def command(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd)
+def command(*args):
+    """``python -m *args``, in a process of its own forked from one that imported torch once (quick_cli)."""
+    return quick_cli.run(list(args), dict(os.environ), cwd=Path.cwd())
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -42,6 +42,12 @@ def start(module: str, *args, **kwargs) -> subprocess.Popen:
                             preexec_fn=_interruptible, **kwargs)
 
 
+def run(module: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m module --no-progress args`` to its end, forked from a process that imported torch once
+    (quick_cli): for the commands no test signals."""
+    return quick_cli.run([module, "--no-progress", *map(str, args)], ENV, cwd=cwd, timeout=120)
+
+
 def wait_for(condition, proc: subprocess.Popen, what: str, seconds: float = 300) -> None:
     deadline = time.time() + seconds
     while not condition():
@@ -136,10 +142,10 @@ def test_sigint_during_training_exits_130_says_where_and_resume_finishes(small_c
     step = int(lines[0].split()[3].replace(",", ""))
     assert lines[0] == f"interrupted at step {step:,} of 40; --resume continues" and 10 <= step < 40
     assert "done:" not in out_text
-    resumed = start("slm_helpers.train", *args, "--resume")
-    out_text, err = finish(resumed, 300)
-    assert resumed.returncode == 0, err
-    assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in out_text and "done: 40 steps" in out_text
+    resumed = run("slm_helpers.train", *args, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {out / 'checkpoint.pt'} at step {step:,}" in resumed.stdout
+    assert "done: 40 steps" in resumed.stdout
     assert load_history(out)[-1]["step"] == 40
 
 
@@ -207,9 +213,8 @@ def test_sigterm_during_training_saves_like_ctrl_c_and_resume_finishes(small_com
     assert len(lines) == 1 and lines[0].startswith("interrupted at step ") and "Traceback" not in err + out_text
     step = int(lines[0].split()[3].replace(",", ""))
     assert step >= 10 and load_checkpoint(out / "checkpoint.pt")["step"] == step  # the steps since are kept
-    resumed = start("slm_helpers.train", *args, "--resume")
-    out_text, err = finish(resumed, 300)
-    assert resumed.returncode == 0 and "done: 40 steps" in out_text, err
+    resumed = run("slm_helpers.train", *args, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and "done: 40 steps" in resumed.stdout, resumed.stderr
 
 
 @pytest.mark.parametrize("to", ["the main process", "the whole group"])
@@ -260,14 +265,13 @@ def test_overwrite_replaces_a_damaged_dataset(tmp_path):
 def test_resume_writes_the_damaged_history_of_a_finished_run_again(small_compact_dataset, tmp_path):
     out = tmp_path / "run"
     args = ["--preset", "ci", "--max-iters", 4, "--data-dir", small_compact_dataset.path, "--out-dir", out]
-    finish(start("slm_helpers.train", *args))
+    assert run("slm_helpers.train", *args, cwd=tmp_path).returncode == 0
     history = load_history(out)
     (out / "history.json").write_text("[{")
     with pytest.raises(CheckpointError, match="slm_helpers.train --resume with the same settings writes it again"):
         load_history(out)
-    resumed = start("slm_helpers.train", *args, "--resume")
-    out_text, err = finish(resumed)
-    assert resumed.returncode == 0 and "already finished: 4 of 4 steps" in out_text, err
+    resumed = run("slm_helpers.train", *args, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and "already finished: 4 of 4 steps" in resumed.stdout, resumed.stderr
     assert load_history(out) == history
 
 
@@ -287,10 +291,10 @@ def test_a_disk_that_fills_up_during_a_save_is_one_clear_line(small_dataset, tmp
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
-        proc = start("slm_helpers.train", "--preset", "ci", "--max-iters", 4, "--data-dir", small_dataset.path,
-                     "--out-dir", disk / "run")
-        out_text, err = finish(proc)
-        assert proc.returncode == 1 and "Traceback" not in err + out_text
+        proc = run("slm_helpers.train", "--preset", "ci", "--max-iters", 4, "--data-dir", small_dataset.path,
+                   "--out-dir", disk / "run", cwd=tmp_path)
+        err = proc.stderr
+        assert proc.returncode == 1 and "Traceback" not in err + proc.stdout
         assert err == (f"error: no space left on the device while writing {disk / 'run' / 'best_model_params.pt'}: "
                        "free some space, then run the same command again\n")
         files = sorted(p.name for p in (disk / "run").iterdir())
@@ -303,8 +307,8 @@ def test_a_disk_that_fills_up_during_a_save_is_one_clear_line(small_dataset, tmp
 
 @requires_tokenizer
 def test_a_closed_pipe_ends_the_story_quietly(small_compact_dataset, tmp_path):
-    finish(start("slm_helpers.train", "--preset", "ci", "--max-iters", 2, "--data-dir", small_compact_dataset.path,
-                 "--out-dir", tmp_path / "run"))
+    assert run("slm_helpers.train", "--preset", "ci", "--max-iters", 2, "--data-dir", small_compact_dataset.path,
+               "--out-dir", tmp_path / "run", cwd=tmp_path).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "slm_helpers.generate", "--checkpoint",
                              str(tmp_path / "run" / "best_model_params.pt"), "--max-new-tokens", "2000",
                              "--prompt", "Once upon a time"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

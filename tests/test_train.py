@@ -20,6 +20,7 @@ from slm_helpers.presets import PRESETS, get_preset
 from slm_helpers.train import TrainingDiverged, train
 from slm_helpers.train import run as run_module
 
+import quick_cli
 from conftest import requires_tokenizer
 
 TINY_MODEL = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
@@ -316,8 +317,10 @@ def _cli(args, env_extra=None, **kwargs):
 def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses(tmp_path):
     env = {"SLM_DATA_DIR": str(tmp_path / "data")}
     args = ["--preset", "ci", "--max-iters", "20", "--eval-interval", "10"]
-    full = _cli(args + ["--out-dir", str(tmp_path / "full")], env)
-    assert full.wait(timeout=300) == 0, full.stderr.read()
+    quick_env = {**os.environ, "OMP_NUM_THREADS": "2", **env}  # as _cli's
+    full = quick_cli.run(["slm_helpers.train", "--no-progress", *args, "--out-dir", str(tmp_path / "full")],
+                         quick_env, cwd=tmp_path)  # to its end: forked from a process that imported torch once
+    assert full.returncode == 0, full.stderr
     killed = _cli(args + ["--out-dir", str(tmp_path / "killed")], env)
     history_file = tmp_path / "killed" / HISTORY_FILE
     deadline = time.time() + 300
@@ -327,10 +330,10 @@ def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert json.loads(history_file.read_text())[-1]["step"] < 20  # it really was cut short
-    resumed = _cli(args + ["--out-dir", str(tmp_path / "killed"), "--resume"], env)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    assert "resumed from" in out
+    resumed = quick_cli.run(["slm_helpers.train", "--no-progress", *args, "--out-dir", str(tmp_path / "killed"),
+                             "--resume"], quick_env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
     assert load_history(tmp_path / "killed") == load_history(tmp_path / "full")
 
 
@@ -419,10 +422,11 @@ def test_a_two_process_run_resumed_as_one_process(small_compact_dataset, tmp_pat
     assert checkpoint["step"] == 4 and len(checkpoint["rng"]) == 2
     per_process = PRESETS["ci"].train.tokens_per_step(PRESETS["ci"].model.block_size)
     assert checkpoint["tokens_seen"] == 4 * 2 * per_process
-    resumed = _cli(["--preset", "ci", "--max-iters", "8", "--resume", "--data-dir", small_compact_dataset.path,
-                    "--out-dir", str(tmp_path / "run")])
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
+    resumed = quick_cli.run(["slm_helpers.train", "--no-progress", "--preset", "ci", "--max-iters", "8", "--resume",
+                             "--data-dir", small_compact_dataset.path, "--out-dir", str(tmp_path / "run")],
+                            {**os.environ, "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    out = resumed.stdout
+    assert resumed.returncode == 0, resumed.stderr
     assert ("the checkpoint was written by 2 processes, this run has 1: it continues the batch streams of ranks 0-0; "
             "the others end here") in out
     history = load_history(tmp_path / "run")
