@@ -307,19 +307,27 @@ def test_nan_loss_stops_with_a_clear_message(small_dataset, tmp_path, monkeypatc
 # ----------------------------------------------------------------------------- command line
 
 
+def _cli_env(env_extra=None) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "2", **(env_extra or {})}  # the runs compared use the same threads
+
+
 def _cli(args, env_extra=None, **kwargs):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", **(env_extra or {})}  # the runs compared use the same threads
-    return subprocess.Popen([sys.executable, "-m", "slm_helpers.train", "--no-progress", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    """The training command started in a fresh interpreter, running on while the test watches it."""
+    return subprocess.Popen([sys.executable, "-m", "slm_helpers.train", "--no-progress", *args],
+                            env=_cli_env(env_extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def _cli_to_the_end(args, cwd, env_extra=None) -> subprocess.CompletedProcess:
+    """The training command run to its end, forked from a process that imported torch once (quick_cli)."""
+    return quick_cli.run(["slm_helpers.train", "--no-progress", *args], _cli_env(env_extra), cwd=cwd)
 
 
 @requires_tokenizer
 def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses(tmp_path):
     env = {"SLM_DATA_DIR": str(tmp_path / "data")}
     args = ["--preset", "ci", "--max-iters", "20", "--eval-interval", "10"]
-    quick_env = {**os.environ, "OMP_NUM_THREADS": "2", **env}  # as _cli's
-    full = quick_cli.run(["slm_helpers.train", "--no-progress", *args, "--out-dir", str(tmp_path / "full")],
-                         quick_env, cwd=tmp_path)  # to its end: forked from a process that imported torch once
+    full = _cli_to_the_end(args + ["--out-dir", str(tmp_path / "full")], tmp_path, env)
     assert full.returncode == 0, full.stderr
     killed = _cli(args + ["--out-dir", str(tmp_path / "killed")], env)
     history_file = tmp_path / "killed" / HISTORY_FILE
@@ -330,8 +338,7 @@ def test_cli_killed_with_sigkill_then_resumed_ends_with_the_uninterrupted_losses
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert json.loads(history_file.read_text())[-1]["step"] < 20  # it really was cut short
-    resumed = quick_cli.run(["slm_helpers.train", "--no-progress", *args, "--out-dir", str(tmp_path / "killed"),
-                             "--resume"], quick_env, cwd=tmp_path)
+    resumed = _cli_to_the_end(args + ["--out-dir", str(tmp_path / "killed"), "--resume"], tmp_path, env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout
     assert load_history(tmp_path / "killed") == load_history(tmp_path / "full")
@@ -422,9 +429,8 @@ def test_a_two_process_run_resumed_as_one_process(small_compact_dataset, tmp_pat
     assert checkpoint["step"] == 4 and len(checkpoint["rng"]) == 2
     per_process = PRESETS["ci"].train.tokens_per_step(PRESETS["ci"].model.block_size)
     assert checkpoint["tokens_seen"] == 4 * 2 * per_process
-    resumed = quick_cli.run(["slm_helpers.train", "--no-progress", "--preset", "ci", "--max-iters", "8", "--resume",
-                             "--data-dir", small_compact_dataset.path, "--out-dir", str(tmp_path / "run")],
-                            {**os.environ, "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    resumed = _cli_to_the_end(["--preset", "ci", "--max-iters", "8", "--resume", "--data-dir",
+                               str(small_compact_dataset.path), "--out-dir", str(tmp_path / "run")], tmp_path)
     out = resumed.stdout
     assert resumed.returncode == 0, resumed.stderr
     assert ("the checkpoint was written by 2 processes, this run has 1: it continues the batch streams of ranks 0-0; "
