@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from slm_helpers.data import prepare_dataset
@@ -21,16 +23,41 @@ requires_tokenizer = pytest.mark.skipif(
 )
 
 
+# README's test command runs the suite in two worker processes (pytest-xdist, ``-n 2``). Each
+# gets its share of the cores: two threads where there are four cores or more, else one, for its
+# tests, the commands they start and the notebooks' kernels (more threads than cores make every
+# process wait on the others). Tests that compare two runs give both the same threads.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = 2 if (os.cpu_count() or 1) >= 2 * WORKERS else 1
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
+
 @pytest.fixture(autouse=True, scope="session")
-def two_threads():
-    """Tests that compare numbers run with the same number of threads on every machine (the
-    order of a parallel sum can change the last bits of a loss)."""
+def pinned_threads():
+    """Tests that compare numbers run with the same number of threads (the order of a parallel
+    sum can change the last bits of a loss)."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``-n``: the notebooks, in order, as one unit of work on one worker (they share the
+    data and runs folders, and a later one may reuse what an earlier one made), and each test
+    module whole on one worker (its fixtures made once); the largest units start first."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebooksInOrder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.endswith(".ipynb") else path
+
+    return NotebooksInOrder(config, log)
 
 
 @pytest.fixture(scope="session")

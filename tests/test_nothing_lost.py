@@ -20,7 +20,7 @@ from slm_helpers.errors import CheckpointError, DataError
 from slm_helpers.folders import hold
 
 import quick_cli
-from conftest import requires_tokenizer
+from conftest import THREADS, requires_tokenizer
 
 pytestmark = requires_tokenizer
 
@@ -32,7 +32,8 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "2"}  # the same threads on every machine: the same last bits of a loss
+# the runs a test compares use the same threads: the same last bits of a loss
+ENV = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
 
 
 def start(module: str, *args, **kwargs) -> subprocess.Popen:

@@ -21,7 +21,7 @@ from slm_helpers.train import TrainingDiverged, train
 from slm_helpers.train import run as run_module
 
 import quick_cli
-from conftest import requires_tokenizer
+from conftest import THREADS, requires_tokenizer
 
 TINY_MODEL = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
 
@@ -308,7 +308,7 @@ def test_nan_loss_stops_with_a_clear_message(small_dataset, tmp_path, monkeypatc
 
 
 def _cli_env(env_extra=None) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "2", **(env_extra or {})}  # the runs compared use the same threads
+    return {**os.environ, "OMP_NUM_THREADS": str(THREADS), **(env_extra or {})}  # compared runs: the same threads
 
 
 def _cli(args, env_extra=None, **kwargs):
