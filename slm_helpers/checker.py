@@ -37,12 +37,21 @@ def word_forms(word: str) -> set[str]:
     return forms
 
 
+def used_words(story: str, words: Sequence[str]) -> list[str]:
+    """The words of ``words`` that ``story`` uses, in some simple form, in their order."""
+    present = {w.lower() for w in WORD.findall(story)}
+    return [w for w in words if word_forms(w) & present]
+
+
 def words_used(story: str, words: Sequence[str]) -> float:
     """The share of ``words`` that ``story`` uses, in some simple form (1.0 when none are asked)."""
-    if not words:
-        return 1.0
-    present = {w.lower() for w in WORD.findall(story)}
-    return sum(bool(word_forms(w) & present) for w in words) / len(words)
+    return len(used_words(story, words)) / len(words) if words else 1.0
+
+
+def words_line(story: str, words: Sequence[str]) -> str:
+    """How one shown story answers its request: "2 of 3 words (bake, play)"."""
+    used = used_words(story, words)
+    return f"{len(used)} of {len(words)} words ({', '.join(used) or 'none'})"
 
 
 def sad_ending(story: str) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from slm_helpers.checker import Score, sad_ending, score, word_forms, words_used
+from slm_helpers.checker import Score, sad_ending, score, used_words, word_forms, words_line, words_used
 from slm_helpers.checkpoint import load_checkpoint, load_model
 from slm_helpers.data import sources
 from slm_helpers.data.vocabularies import reserved_ids
@@ -138,6 +138,9 @@ def test_the_checker_counts_simple_inflections_only():
     assert words_used("She was baking a cake and played.", ["bake", "play", "dog"]) == pytest.approx(2 / 3)
     assert words_used("The doghouse was red.", ["dog"]) == 0  # another word, not an inflection
     assert words_used("anything", []) == 1.0
+    assert used_words("She was baking a cake and played.", ["dog", "play", "bake"]) == ["play", "bake"]
+    assert words_line("She was baking a cake.", ["bake", "dog"]) == "1 of 2 words (bake)"
+    assert words_line("The doghouse was red.", ["dog"]) == "0 of 1 words (none)"
 
 
 def test_the_score_over_stories_and_its_blind_spot():

@@ -24,17 +24,18 @@ def exercise_1(step: int = 3_000, preset: str = "gpu") -> float:
 def exercise_2(preset: str = "ci") -> list[dict]:
     """The same run with a learning rate (and floor) ten times larger. Returns its history.
 
-    Measured on the `ci` preset (validation loss at steps 0, 50, 100, 150, 200):
+    Measured on the `ci` preset (validation loss at steps 0, 50, 100, 150, 200; another CPU's
+    last bits move the later figures in their second decimal):
         1x  (peak 1e-2): 6.49, 2.39, 1.47, 0.87, 0.70 (notebook 04's saved run); it writes "Once upon a time, there
         was a happy boy named Dot. ..."
-        10x (peak 1e-1): 6.49, 5.19, 4.99, 4.80, 4.65; it writes 'Once upon a time. " a time. " a'
+        10x (peak 1e-1): 6.49, 5.15, 4.93, 4.75, 4.68; it writes 'Once upon a time. " a time. " a'
     The `ci` preset's rate is already high (a small model learns fast with large steps), and
     ten times it is too much: each AdamW update moves every weight by about the learning
     rate, whatever its gradient, so at 0.1 the weights overshoot any good region at every
     step. The loss stalls near the unigram table's (notebook 05): the model keeps only which
     tokens are common, and writes the most common ones. Clipping does not help, since it
     limits the gradient, not AdamW's step; warmup only delays it. Three times the rate
-    (3e-2) already ends at 3.7. The best learning rate is found by trying, per model."""
+    (3e-2) already ends at 2.5, against 0.70. The best learning rate is found by trying, per model."""
     base = get_preset(preset).train
     hot = get_preset(preset, learning_rate=10 * base.learning_rate, min_lr=10 * base.min_lr)
     with tempfile.TemporaryDirectory() as out:
