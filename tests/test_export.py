@@ -126,6 +126,9 @@ def test_greedy_story_through_pipeline_is_ours(tmp_path, tokenizers_by_kind, kin
     assert len(expected) >= 10  # a real story, not a stop at once
     text = writer(prompt, max_new_tokens=20)[0]["generated_text"]  # the generation config's sampling
     assert text.startswith(prompt) and len(text) > len(prompt)
+    # as the model card says to call it: the generation config's own length, which fits the context
+    written = writer(prompt, return_tensors=True)[0]["generated_token_ids"]
+    assert len(prompt_ids) + 10 <= len(written) <= SMALL.block_size
 
 
 def test_the_folder_holds_a_generation_config_and_a_model_card(tmp_path, tokenizers_by_kind):
@@ -136,6 +139,7 @@ def test_the_folder_holds_a_generation_config_and_a_model_card(tmp_path, tokeniz
     out = export_model(path, tmp_path / "hf", **QUIET)
     config = json.loads((out / "generation_config.json").read_text())
     assert (config["temperature"], config["top_k"], config["eos_token_id"]) == (0.8, 200, tokenizer.eot_token)
+    assert config["max_length"] == SMALL.block_size and "max_new_tokens" not in config  # a story within the context
     card = (out / "README.md").read_text()
     assert "LlamaForCausalLM" in card and "1,234" in card and "0.876 bits per byte" in card
     assert tokenizer.name in card and "pipeline_tag: text-generation" in card

@@ -30,7 +30,7 @@ from pathlib import Path
 from slm_helpers.about import About, open_model
 from slm_helpers.errors import SlmError
 from slm_helpers.export.models import import_transformers, layout, to_hf_gpt2, to_hf_llama, to_hf_model
-from slm_helpers.generate.sampling import MAX_NEW_TOKENS, TEMPERATURE, TOP_K, TOP_P
+from slm_helpers.generate.sampling import TEMPERATURE, TOP_K, TOP_P
 from slm_helpers.model import GPT
 from slm_helpers.tokenizer import EOT_TEXT, UNKNOWN_TEXT, Tokenizer
 
@@ -48,11 +48,14 @@ def to_hf_tokenizer(tokenizer: Tokenizer, block_size: int):
 
 
 def generation_config(model: GPT, tokenizer: Tokenizer, n_vocab: int):
-    """The series' sampling settings (``python -m slm_helpers.generate``'s defaults); ids the
-    tokenizer knows beyond the model's (a compact vocabulary's left-out tokens) are never written."""
+    """The series' sampling settings (``python -m slm_helpers.generate``'s defaults), a story
+    that ends where the model's context does (``max_length``: prompt and story together, since
+    GPT-2's layout has no position beyond it, where our generator slides its window instead);
+    ids the tokenizer knows beyond the model's (a compact vocabulary's left-out tokens) are
+    never written."""
     transformers = import_transformers()
     return transformers.GenerationConfig(
-        do_sample=True, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P, max_new_tokens=MAX_NEW_TOKENS,
+        do_sample=True, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P, max_length=model.config.block_size,
         eos_token_id=tokenizer.eot_token, bos_token_id=tokenizer.eot_token, pad_token_id=tokenizer.eot_token,
         suppress_tokens=list(range(model.config.vocab_size, n_vocab)) or None)
 
@@ -101,6 +104,8 @@ def model_card(checkpoint: Path, about: About, model: GPT, tokenizer: Tokenizer,
         ("datasets:\n- roneneldan/TinyStories\n" if "tinystories" in about.source.lower() else "") + \
         "tags:\n- slm-from-scratch\n- tinystories\n---\n"
     tuned = f"| fine-tuned from | {about.fine_tuned_from} |\n" if about.fine_tuned_from else ""
+    no_position_beyond = (" and has no position beyond them (a longer `max_new_tokens` fails)"
+                          if kind == "GPT2LMHeadModel" else "")
     return f"""{front}
 # A small story model from slm-from-scratch
 
@@ -124,9 +129,9 @@ story = pipeline("text-generation", model="path/to/this/folder")
 print(story("Once upon a time")[0]["generated_text"])
 ```
 
-The generation config holds the series' settings: temperature {TEMPERATURE}, top-k {TOP_K}, at most
-{MAX_NEW_TOKENS} new tokens, ending at `{EOT_TEXT}`. The model has seen sequences of at most
-{c.block_size} tokens: keep prompt and story within that.
+The generation config holds the series' settings: temperature {TEMPERATURE}, top-k {TOP_K}, ending
+at `{EOT_TEXT}` or at {c.block_size} tokens, prompt and story together: the model has seen no
+longer sequences{no_position_beyond}.
 
 ## How it was made
 
