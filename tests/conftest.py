@@ -47,9 +47,13 @@ def pinned_threads():
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With ``-n``: the notebooks, in order, as one unit of work on one worker (they share the
-    data and runs folders, and a later one may reuse what an earlier one made), and each test
-    module whole on one worker (its fixtures made once); the largest units start first."""
+    """With ``-n`` (and xdist's default ``--dist load``, or ``loadscope``): the notebooks, in
+    order, as one unit of work on one worker (they share the data and runs folders, and a later
+    one may reuse what an earlier one made), and each test module whole on one worker (its
+    fixtures made once); the units with the most tests, the notebooks' first, start first.
+    Another ``--dist`` is left to xdist."""
+    if config.getvalue("dist") not in ("load", "loadscope"):
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class NotebooksInOrder(LoadScopeScheduling):
