@@ -33,6 +33,12 @@ if WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 
+def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command a test starts: this process's, with the tests' threads (two
+    runs a test compares must use the same), and ``extra``."""
+    return {**os.environ, "OMP_NUM_THREADS": str(THREADS), **(extra or {})}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def pinned_threads():
     """Tests that compare numbers run with the same number of threads (the order of a parallel

@@ -36,7 +36,7 @@ from slm_helpers.tokenizer import get_tokenizer
 from slm_helpers.train import train
 
 import quick_cli
-from conftest import THREADS, requires_tokenizer
+from conftest import command_env, requires_tokenizer
 
 pytestmark = requires_tokenizer
 
@@ -524,7 +524,7 @@ def test_bad_input_gets_one_clear_line(case: Case, ws: Workspace, tmp_path: Path
         assert "weights_only=False" not in message
         assert re.search(case.message, message), message
     else:
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), **extra_env}
+        env = command_env(extra_env)
         if extra_env or case.id in FRESH_INTERPRETER:
             proc = subprocess.run([sys.executable, "-m", *run], capture_output=True, text=True, env=env, timeout=300,
                                   cwd=tmp_path, stdin=subprocess.DEVNULL)

@@ -20,7 +20,7 @@ from slm_helpers.errors import CheckpointError, DataError
 from slm_helpers.folders import hold
 
 import quick_cli
-from conftest import THREADS, requires_tokenizer
+from conftest import command_env, requires_tokenizer
 
 pytestmark = requires_tokenizer
 
@@ -32,8 +32,7 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-# the runs a test compares use the same threads: the same last bits of a loss
-ENV = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+ENV = command_env()  # the runs a test compares use the same threads: the same last bits of a loss
 
 
 def start(module: str, *args, **kwargs) -> subprocess.Popen:

@@ -21,7 +21,7 @@ from slm_helpers.train import TrainingDiverged, train
 from slm_helpers.train import run as run_module
 
 import quick_cli
-from conftest import THREADS, requires_tokenizer
+from conftest import command_env, requires_tokenizer
 
 TINY_MODEL = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
 
@@ -307,20 +307,16 @@ def test_nan_loss_stops_with_a_clear_message(small_dataset, tmp_path, monkeypatc
 # ----------------------------------------------------------------------------- command line
 
 
-def _cli_env(env_extra=None) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": str(THREADS), **(env_extra or {})}  # compared runs: the same threads
-
-
 def _cli(args, env_extra=None, **kwargs):
     """The training command started in a fresh interpreter, running on while the test watches it."""
     return subprocess.Popen([sys.executable, "-m", "slm_helpers.train", "--no-progress", *args],
-                            env=_cli_env(env_extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=command_env(env_extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **kwargs)
 
 
 def _cli_to_the_end(args, cwd, env_extra=None) -> subprocess.CompletedProcess:
     """The training command run to its end, forked from a process that imported torch once (quick_cli)."""
-    return quick_cli.run(["slm_helpers.train", "--no-progress", *args], _cli_env(env_extra), cwd=cwd)
+    return quick_cli.run(["slm_helpers.train", "--no-progress", *args], command_env(env_extra), cwd=cwd)
 
 
 @requires_tokenizer
